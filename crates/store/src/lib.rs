@@ -1,0 +1,232 @@
+//! Steward's storage seam.
+//!
+//! Every query Steward runs is written once, in a portable subset of SQL that both
+//! SQLite (the embedded default) and PostgreSQL understand, and executed through
+//! [`Db`]. The two drivers differ only in how they connect, pool and bind values:
+//!
+//! * placeholders are written PostgreSQL-style (`$1`, `$2`, …); the SQLite driver
+//!   rewrites them to SQLite's numbered form (`?1`, `?2`, …);
+//! * the only column types used are `BIGINT`, `TEXT` and `BYTEA` (rewritten to `BLOB`
+//!   for SQLite in migrations); booleans are `BIGINT` 0/1, times are Unix seconds;
+//! * `INSERT … ON CONFLICT`, `RETURNING` and `LIMIT` work the same on both.
+//!
+//! The API is synchronous on purpose: domain operations are short, run on a
+//! blocking thread, and are easier to read without `async` transactions. The
+//! HTTP layer moves them off the async runtime with `spawn_blocking`.
+
+mod migrate;
+mod pool;
+mod postgres_driver;
+mod sqlite_driver;
+pub mod testing;
+mod value;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use migrate::Migration;
+pub use value::{Row, Value};
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// Everything that can go wrong below the domain layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A UNIQUE or PRIMARY KEY constraint refused the write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database is locked by another writer for longer than the busy timeout.
+    #[error("database busy: {0}")]
+    Busy(String),
+    #[error("sqlite: {0}")]
+    Sqlite(String),
+    #[error("postgres: {0}")]
+    Postgres(String),
+    /// A column held a different type than the caller asked for.
+    #[error("column {column}: {message}")]
+    Type { column: usize, message: String },
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("migration {version} ({name}) failed: {message}")]
+    Migration {
+        version: i64,
+        name: String,
+        message: String,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One connection inside a transaction (or a read snapshot).
+pub trait Conn {
+    fn backend(&self) -> Backend;
+    /// Runs one statement; returns the number of rows changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> StoreResult<u64>;
+    /// Runs one query and returns all rows.
+    fn query(&mut self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>>;
+    /// Runs several `;`-separated statements without parameters (migrations).
+    fn execute_batch(&mut self, sql: &str) -> StoreResult<()>;
+    /// Appends many rows to one table as fast as the database allows: a cached
+    /// prepared statement on SQLite, binary `COPY` on PostgreSQL. Every row must
+    /// have one value per column.
+    fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> StoreResult<u64>;
+
+    /// The first row of a query, if any.
+    fn query_opt(&mut self, sql: &str, params: &[Value]) -> StoreResult<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+/// What a driver offers; [`Db`] wraps it with typed helpers.
+pub(crate) trait Driver: Send + Sync {
+    fn backend(&self) -> Backend;
+    fn with_read(&self, f: &mut dyn FnMut(&mut dyn Conn) -> StoreResult<()>) -> StoreResult<()>;
+    fn with_write(&self, f: &mut dyn FnMut(&mut dyn Conn) -> StoreResult<()>) -> StoreResult<()>;
+    fn table_names(&self) -> StoreResult<Vec<String>>;
+    fn describe(&self) -> String;
+}
+
+/// A handle on one database; cheap to clone, safe to share between threads.
+#[derive(Clone)]
+pub struct Db {
+    driver: Arc<dyn Driver>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({})", self.driver.describe())
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) an SQLite database file in WAL mode.
+    pub fn open_sqlite(path: &Path) -> StoreResult<Db> {
+        Ok(Db {
+            driver: Arc::new(sqlite_driver::SqliteDriver::open(path)?),
+        })
+    }
+
+    /// Connects to PostgreSQL. With `schema`, every connection uses that schema
+    /// (created if missing), so several Steward instances or test runs can share
+    /// one database without seeing each other.
+    pub fn open_postgres(url: &str, schema: Option<&str>) -> StoreResult<Db> {
+        Ok(Db {
+            driver: Arc::new(postgres_driver::PostgresDriver::open(url, schema)?),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.driver.backend()
+    }
+
+    /// Where this database lives, without credentials.
+    pub fn describe(&self) -> String {
+        self.driver.describe()
+    }
+
+    /// Runs `f` on a consistent read snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&mut dyn Conn) -> StoreResult<T>) -> StoreResult<T> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.driver.with_read(&mut |conn| {
+            if let Some(f) = f.take() {
+                out = Some(f(conn)?);
+            }
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::Sqlite("read closure did not run".into()))
+    }
+
+    /// Runs `f` in one write transaction: committed when `f` returns `Ok`, rolled
+    /// back otherwise. Writers are serialised (SQLite `BEGIN IMMEDIATE`; on
+    /// PostgreSQL, row locks taken by the statements themselves).
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut f = Some(f);
+        let mut out: Option<Result<T, E>> = None;
+        let res = self.driver.with_write(&mut |conn| {
+            let Some(f) = f.take() else {
+                return Ok(());
+            };
+            match f(conn) {
+                Ok(v) => {
+                    out = Some(Ok(v));
+                    Ok(())
+                }
+                Err(e) => {
+                    out = Some(Err(e));
+                    // Any error makes the driver roll back; the real error is in `out`.
+                    Err(StoreError::Sqlite("rolled back".into()))
+                }
+            }
+        });
+        match (out, res) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Err(e)) => Err(e.into()),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (None, Ok(())) => Err(StoreError::Sqlite("write closure did not run".into()).into()),
+        }
+    }
+
+    /// Applies every migration not applied yet, each in its own transaction.
+    pub fn migrate(&self, migrations: &[Migration]) -> StoreResult<()> {
+        migrate::run(self, migrations)
+    }
+
+    /// Names of the tables in this database (or schema), sorted.
+    pub fn table_names(&self) -> StoreResult<Vec<String>> {
+        self.driver.table_names()
+    }
+}
+
+/// Rewrites `$1`-style placeholders to SQLite's `?1`, leaving string literals alone.
+pub(crate) fn to_sqlite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut in_quote = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            in_quote = !in_quote;
+            out.push(c);
+        } else if c == '$' && !in_quote && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_outside_literals() {
+        assert_eq!(
+            to_sqlite_placeholders("SELECT '$1', a FROM t WHERE b = $1 AND c = $12"),
+            "SELECT '$1', a FROM t WHERE b = ?1 AND c = ?12"
+        );
+    }
+}

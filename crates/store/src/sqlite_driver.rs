@@ -1,0 +1,232 @@
+//! SQLite driver: one writer connection and a few readers, all in WAL mode, so a
+//! second process (the CLI while `serve` runs) can work on the same file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use crate::pool::Pool;
+use crate::{Backend, Conn, Driver, Row, StoreError, StoreResult, Value, to_sqlite_placeholders};
+
+const READERS: usize = 4;
+
+pub(crate) struct SqliteDriver {
+    path: PathBuf,
+    writer: Pool<Connection>,
+    readers: Pool<Connection>,
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
+    // Another process may hold the write lock for a moment: wait rather than fail.
+    conn.busy_timeout(Duration::from_secs(10)).map_err(map_err)?;
+    // WAL lets readers and one writer (possibly in another process) work at once;
+    // NORMAL sync is durable across application crashes and the usual WAL choice.
+    // secure_delete overwrites deleted content so erased personal data does not
+    // linger in free pages. Foreign keys keep references honest.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;
+         PRAGMA cache_size = -32768;",
+    )
+    .map_err(map_err)?;
+    Ok(conn)
+}
+
+impl SqliteDriver {
+    pub(crate) fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Connect(format!("{}: {e}", dir.display())))?;
+        }
+        // Open once eagerly so a bad path fails here, with its name.
+        let first = connect(path)?;
+        let p1 = path.to_path_buf();
+        let p2 = path.to_path_buf();
+        let writer = Pool::new(1, move || connect(&p1));
+        drop(first);
+        Ok(SqliteDriver {
+            path: path.to_path_buf(),
+            writer,
+            readers: Pool::new(READERS, move || connect(&p2)),
+        })
+    }
+}
+
+impl Driver for SqliteDriver {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn with_read(&self, f: &mut dyn FnMut(&mut dyn Conn) -> StoreResult<()>) -> StoreResult<()> {
+        let mut pooled = self.readers.get()?;
+        let conn = pooled.conn()?;
+        let tx = conn.transaction().map_err(map_err)?;
+        let mut c = SqliteConn { conn: &tx };
+        f(&mut c)
+        // Dropping the read transaction ends the snapshot.
+    }
+
+    fn with_write(&self, f: &mut dyn FnMut(&mut dyn Conn) -> StoreResult<()>) -> StoreResult<()> {
+        let mut pooled = self.writer.get()?;
+        let conn = pooled.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let res = {
+            let mut c = SqliteConn { conn: &tx };
+            f(&mut c)
+        };
+        match res {
+            Ok(()) => tx.commit().map_err(map_err),
+            Err(e) => {
+                // Rollback happens on drop; report the original error.
+                drop(tx);
+                Err(e)
+            }
+        }
+    }
+
+    fn table_names(&self) -> StoreResult<Vec<String>> {
+        let mut pooled = self.readers.get()?;
+        let conn = pooled.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .map_err(map_err)?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(map_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        Ok(names)
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}
+
+struct SqliteConn<'a> {
+    conn: &'a Connection,
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+        })
+    }
+}
+
+fn read_row(row: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<Row> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(match row.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(v) => Value::Int(v),
+            // Steward stores no floating point; keep whole numbers if one appears.
+            ValueRef::Real(v) => Value::Int(v as i64),
+            ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
+            ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
+        });
+    }
+    Ok(Row(out))
+}
+
+impl Conn for SqliteConn<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> StoreResult<u64> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&to_sqlite_placeholders(sql))
+            .map_err(map_err)?;
+        let n = stmt
+            .execute(rusqlite::params_from_iter(params.iter()))
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&to_sqlite_placeholders(sql))
+            .map_err(map_err)?;
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| read_row(r, n))
+            .map_err(map_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        Ok(rows)
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> StoreResult<()> {
+        self.conn.execute_batch(sql).map_err(map_err)
+    }
+
+    fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> StoreResult<u64> {
+        let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            columns.join(", "),
+            placeholders.join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        let mut n = 0u64;
+        for row in rows {
+            if row.len() != columns.len() {
+                return Err(StoreError::Type {
+                    column: row.len(),
+                    message: format!("copy_in {table}: expected {} values", columns.len()),
+                });
+            }
+            stmt.execute(rusqlite::params_from_iter(row.iter()))
+                .map_err(map_err)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, msg) = &e {
+        let text = msg.clone().unwrap_or_else(|| code.to_string());
+        match code.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return StoreError::Busy(text),
+            ErrorCode::ConstraintViolation
+                if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                return StoreError::Conflict(text);
+            }
+            _ => {}
+        }
+    }
+    StoreError::Sqlite(e.to_string())
+}
