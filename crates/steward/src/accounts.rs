@@ -1,0 +1,349 @@
+//! App accounts and login sessions.
+//!
+//! Passwords are argon2id hashes. A session token is 256 random bits given to
+//! the client once; the database keeps only its SHA-256, so a copy of the
+//! database cannot be used to log in. Failed logins slow the account down
+//! (1, 2, 4 … 64 s between attempts after the third failure) and then lock it
+//! for 15 minutes after the tenth; a success resets the count.
+
+use serde::Serialize;
+use steward_crypto::{IdentifierKind, normalize, password, token};
+use steward_store::{Conn, params};
+use utoipa::ToSchema;
+
+use crate::access::{Actor, ActorKind, Role};
+use crate::audit::Event;
+use crate::clock::now;
+use crate::core::{Steward, fields};
+use crate::error::{Error, Result};
+use crate::subjects::{self, NewSubject, SubjectKind};
+use crate::tenants::PROVIDER_TENANT;
+
+/// Failures before each attempt must wait; and before the account locks.
+const SLOW_AFTER: i64 = 3;
+const LOCK_AFTER: i64 = 10;
+const LOCK_SECS: i64 = 15 * 60;
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Account {
+    pub id: String,
+    pub subject_id: String,
+    pub tenant_id: String,
+    pub username: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Session {
+    /// Bearer token: shown once, stored only as a hash.
+    pub token: String,
+    pub expires_at: i64,
+    pub account: Account,
+}
+
+/// Creates an app account (and its data subject) in `tenant_id`.
+pub fn create_user(core: &Steward, actor: &Actor, tenant_id: &str, new: NewUser) -> Result<Account> {
+    actor.require_tenant(tenant_id, "tenant")?;
+    actor.require_role(&[Role::TenantAdmin, Role::Operator], "create users")?;
+    // Only the provider's staff create staff accounts; an employer can create its
+    // own users and admins but cannot mint provider roles.
+    if matches!(new.role, Role::Operator | Role::Dpo) && !actor.provider_staff {
+        return Err(Error::Forbidden(format!(
+            "only the provider's staff may create {} accounts",
+            new.role.as_str()
+        )));
+    }
+    let username = normalize::username(&new.username)
+        .map_err(|e| Error::invalid("username", e.to_string()))?;
+    password::check_strength(&new.password).map_err(|m| Error::invalid("password", m))?;
+    let normalized = subjects::normalize_new(
+        core,
+        &NewSubject {
+            email: new.email.clone(),
+            phone: new.phone.clone(),
+            name: new.display_name.clone(),
+        },
+    )?;
+    let hash = password::hash(&new.password).map_err(|e| Error::Internal(e.to_string()))?;
+    let username_idx = core.keys.blind_index(IdentifierKind::Username, &username);
+    let account_id = uuid::Uuid::now_v7().to_string();
+    core.write(actor, |tx| {
+        let exists = tx.conn.query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id])?;
+        if exists.is_none() {
+            return Err(Error::NotFound("tenant".into()));
+        }
+        let taken = tx
+            .conn
+            .query_opt("SELECT id FROM accounts WHERE username_idx = $1", params![username_idx.clone()])?;
+        if taken.is_some() {
+            return Err(Error::Conflict("that username is taken".into()));
+        }
+        let subject_id = subjects::insert(tx, tenant_id, SubjectKind::User, &normalized)?;
+        let key = tx.core.subject_key(&subject_id)?;
+        tx.conn.execute(
+            "INSERT INTO accounts (id, subject_id, tenant_id, username_idx, username_enc, \
+             password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            params![
+                account_id.as_str(),
+                subject_id.as_str(),
+                tenant_id,
+                username_idx.clone(),
+                fields::seal(&key, "accounts.username", &subject_id, &username)?,
+                hash.as_str(),
+                new.role.as_str(),
+                tx.at
+            ],
+        )?;
+        tx.audit(Event {
+            tenant_id: Some(tenant_id.to_owned()),
+            subject_id: Some(subject_id.clone()),
+            action: "account.create".into(),
+            category: Some("account_credentials".into()),
+            purpose: Some("provision".into()),
+            detail: serde_json::json!({ "account_id": account_id, "role": new.role.as_str() }),
+            ..Event::default()
+        })?;
+        Ok(Account {
+            id: account_id.clone(),
+            subject_id,
+            tenant_id: tenant_id.to_owned(),
+            username: username.clone(),
+            role: new.role,
+            disabled: false,
+            created_at: tx.at,
+        })
+    })
+}
+
+const ACCOUNT_COLUMNS: &str =
+    "id, subject_id, tenant_id, username_enc, role, disabled, created_at";
+
+fn account_from(core: &Steward, r: &steward_store::Row) -> Result<Account> {
+    let subject_id = r.text(1)?;
+    let key = core.subject_key(&subject_id)?;
+    Ok(Account {
+        id: r.text(0)?,
+        username: fields::open(&key, "accounts.username", &subject_id, &r.bytes(3)?)?,
+        subject_id,
+        tenant_id: r.text(2)?,
+        role: Role::parse(&r.text(4)?)?,
+        disabled: r.bool(5)?,
+        created_at: r.i64(6)?,
+    })
+}
+
+/// Users of a tenant (tenant-admin of that tenant, provider staff).
+pub fn list(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<Vec<Account>> {
+    actor.require_tenant(tenant_id, "tenant")?;
+    actor.require_role(&[Role::TenantAdmin, Role::Operator, Role::Dpo], "list users")?;
+    let rows = core.db.read(|c| {
+        c.query(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 ORDER BY created_at, id"),
+            params![tenant_id],
+        )
+    })?;
+    rows.iter().map(|r| account_from(core, r)).collect()
+}
+
+/// Checks a username and password and opens a session. `ip` is the client's
+/// address, kept (encrypted) with the session as the statement says.
+pub fn login(core: &Steward, username: &str, pass: &str, ip: Option<&str>) -> Result<Session> {
+    let failed = || Error::LoginFailed("wrong username or password".into());
+    let Ok(username) = normalize::username(username) else {
+        password::dummy_verify(pass);
+        return Err(failed());
+    };
+    let idx = core.keys.blind_index(IdentifierKind::Username, &username);
+    let row = core.db.read(|c| {
+        c.query_opt(
+            "SELECT id, password_hash, disabled, failed_logins, locked_until FROM accounts \
+             WHERE username_idx = $1",
+            params![idx],
+        )
+    })?;
+    let Some(row) = row else {
+        // Spend the same time as a real check so usernames cannot be probed.
+        password::dummy_verify(pass);
+        return Err(failed());
+    };
+    let account_id = row.text(0)?;
+    let t = now();
+    let locked_until = row.i64(4)?;
+    if locked_until > t {
+        return Err(Error::Throttled(locked_until - t));
+    }
+    if !password::verify(&row.text(1)?, pass) {
+        let fails = row.i64(3)? + 1;
+        let wait = if fails >= LOCK_AFTER {
+            LOCK_SECS
+        } else if fails >= SLOW_AFTER {
+            1i64 << (fails - SLOW_AFTER).min(6)
+        } else {
+            0
+        };
+        core.db.write(|c: &mut dyn Conn| {
+            c.execute(
+                "UPDATE accounts SET failed_logins = $1, locked_until = $2 WHERE id = $3",
+                params![fails, if wait > 0 { t + wait } else { 0 }, account_id.as_str()],
+            )
+        })?;
+        return Err(failed());
+    }
+    if row.bool(2)? {
+        return Err(Error::LoginFailed("this account is disabled".into()));
+    }
+    let token = token::new_session_token()?;
+    let expires_at = t + core.settings.session_ttl_secs;
+    let account_row = core.db.read(|c| {
+        c.query_opt(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+            params![account_id.as_str()],
+        )
+    })?;
+    let account = account_from(core, &account_row.ok_or_else(failed)?)?;
+    let actor = actor_for(&account);
+    let key = core.subject_key(&account.subject_id)?;
+    core.write(&actor, |tx| {
+        tx.conn.execute(
+            "UPDATE accounts SET failed_logins = 0, locked_until = 0 WHERE id = $1",
+            params![account.id.as_str()],
+        )?;
+        tx.conn.execute(
+            "INSERT INTO sessions (token_hash, account_id, subject_id, ip_enc, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            params![
+                token::hash_token(&token),
+                account.id.as_str(),
+                account.subject_id.as_str(),
+                fields::seal_opt(&key, "sessions.ip", &account.subject_id, ip)?,
+                tx.at,
+                expires_at
+            ],
+        )?;
+        subjects::touch(tx, &account.subject_id)?;
+        tx.audit(Event {
+            tenant_id: Some(account.tenant_id.clone()),
+            subject_id: Some(account.subject_id.clone()),
+            action: "login".into(),
+            category: Some("account_credentials".into()),
+            purpose: Some("identification".into()),
+            ..Event::default()
+        })?;
+        Ok(())
+    })?;
+    Ok(Session {
+        token,
+        expires_at,
+        account,
+    })
+}
+
+pub fn actor_for(account: &Account) -> Actor {
+    Actor {
+        audit_id: format!("account:{}", account.id),
+        kind: ActorKind::Account(account.role),
+        account_id: Some(account.id.clone()),
+        tenant_id: Some(account.tenant_id.clone()),
+        subject_id: Some(account.subject_id.clone()),
+        provider_staff: account.tenant_id == PROVIDER_TENANT
+            && matches!(account.role, Role::Operator | Role::Dpo),
+    }
+}
+
+/// The actor behind a bearer token, if the session is live and the account enabled.
+pub fn authenticate(core: &Steward, bearer: &str) -> Result<Actor> {
+    let t = now();
+    let row = core.db.read(|c| {
+        c.query_opt(
+            "SELECT a.id, a.subject_id, a.tenant_id, a.role FROM sessions s \
+             JOIN accounts a ON a.id = s.account_id \
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+             AND a.disabled = 0",
+            params![token::hash_token(bearer), t],
+        )
+    })?;
+    let r = row.ok_or(Error::Unauthenticated)?;
+    let role = Role::parse(&r.text(3)?)?;
+    let tenant_id = r.text(2)?;
+    let id = r.text(0)?;
+    Ok(Actor {
+        audit_id: format!("account:{id}"),
+        kind: ActorKind::Account(role),
+        account_id: Some(id),
+        provider_staff: tenant_id == PROVIDER_TENANT && matches!(role, Role::Operator | Role::Dpo),
+        tenant_id: Some(tenant_id),
+        subject_id: Some(r.text(1)?),
+    })
+}
+
+/// Revokes the session behind this token.
+pub fn logout(core: &Steward, bearer: &str) -> Result<()> {
+    core.db.write(|c: &mut dyn Conn| {
+        c.execute(
+            "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+            params![now(), token::hash_token(bearer)],
+        )
+    })?;
+    Ok(())
+}
+
+/// Disables or re-enables an account; disabling revokes its sessions.
+pub fn set_disabled(core: &Steward, actor: &Actor, account_id: &str, disabled: bool) -> Result<Account> {
+    actor.require_role(&[Role::TenantAdmin, Role::Operator], "disable users")?;
+    core.write(actor, |tx| {
+        let row = tx
+            .conn
+            .query_opt(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                params![account_id],
+            )?
+            .ok_or_else(|| Error::NotFound("account".into()))?;
+        let tenant = row.text(2)?;
+        actor.require_tenant(&tenant, "account")?;
+        tx.conn.execute(
+            "UPDATE accounts SET disabled = $1 WHERE id = $2",
+            params![disabled, account_id],
+        )?;
+        if disabled {
+            tx.conn.execute(
+                "UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+                params![tx.at, account_id],
+            )?;
+        }
+        tx.audit(Event {
+            tenant_id: Some(tenant),
+            subject_id: Some(row.text(1)?),
+            action: if disabled { "account.disable" } else { "account.enable" }.into(),
+            category: Some("account_credentials".into()),
+            purpose: Some("administration".into()),
+            ..Event::default()
+        })?;
+        let mut account = account_from(tx.core, &row)?;
+        account.disabled = disabled;
+        Ok(account)
+    })
+}
+
+/// The caller's own account.
+pub fn me(core: &Steward, actor: &Actor) -> Result<Account> {
+    let id = actor.account_id.as_deref().ok_or(Error::Unauthenticated)?;
+    let row = core.db.read(|c| {
+        c.query_opt(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+            params![id],
+        )
+    })?;
+    account_from(core, &row.ok_or(Error::Unauthenticated)?)
+}

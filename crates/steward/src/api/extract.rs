@@ -1,0 +1,97 @@
+//! Request extractors that answer in the API's error shape: JSON bodies with
+//! the failing field and position named, and bearer-token authentication.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState, blocking};
+use crate::access::Actor;
+use crate::accounts;
+use crate::error::Error;
+
+/// A JSON body. Malformed JSON, wrong types, unknown and missing fields are
+/// rejected with 400 and a message naming the field and position; an oversize
+/// body with 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid",
+                "send the body as JSON with Content-Type: application/json",
+                None,
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body is larger than {} bytes", super::MAX_JSON_BODY),
+                    None,
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text(), None)
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = (path != ".").then_some(path);
+        let message = match &field {
+            Some(f) => format!("field {f}: {inner}"),
+            None => format!("invalid JSON: {inner}"),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid", message, field)
+    })
+}
+
+/// The authenticated caller, from `Authorization: Bearer <token>`.
+pub struct Authed(pub Actor);
+
+pub(crate) fn bearer(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty() && token.len() <= 256).then(|| token.to_owned())
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| ApiError::from(Error::Unauthenticated))?;
+        let actor = blocking(state, move |core| accounts::authenticate(core, &token)).await?;
+        Ok(Authed(actor))
+    }
+}
+
+/// Query parameters, rejected in the API's error shape when malformed.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text(), None))
+    }
+}

@@ -1,0 +1,238 @@
+//! The HTTP API: JSON under `/api/v1`, described by an OpenAPI document built
+//! from the handlers themselves. Handlers are thin: they parse, authenticate,
+//! then call one domain operation on a blocking thread.
+
+mod audit;
+mod auth;
+mod extract;
+mod subjects;
+mod system;
+mod tenants;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use utoipa::openapi::OpenApi;
+use utoipa::{OpenApi as _, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::core::Steward;
+use crate::error::Error;
+
+pub use extract::{ApiJson, Authed};
+
+/// The largest request body the JSON API accepts.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Steward>,
+    /// Caps concurrent argon2 verifications (each costs ~20 ms of one core), so
+    /// a burst of logins cannot starve every other request.
+    login_gate: Arc<Semaphore>,
+    metrics: PrometheusHandle,
+    openapi: Arc<OpenApi>,
+}
+
+/// The error body every endpoint uses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code: invalid, unauthenticated, login_failed, throttled, forbidden,
+    /// consent_required, not_found, conflict, payload_too_large, busy, internal.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, when there is one.
+    pub field: Option<String>,
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+    retry_after: Option<i64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>, field: Option<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: ErrorDetail {
+                    code: code.to_owned(),
+                    message: message.into(),
+                    field,
+                },
+            },
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // Internal details go to the log, not to the client.
+        let message = if status.is_server_error() && !matches!(e, Error::Busy(_)) {
+            tracing::error!(error = %e, "request failed");
+            "internal error; see the server log".to_owned()
+        } else {
+            e.to_string()
+        };
+        let mut err = ApiError::new(status, e.code(), message, e.field().map(str::to_owned));
+        if let Error::Throttled(secs) = e {
+            err.retry_after = Some(secs);
+        }
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = secs.to_string().parse()
+        {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs a domain operation on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Steward) -> crate::error::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let core = state.core.clone();
+    tokio::task::spawn_blocking(move || f(&core))
+        .await
+        .map_err(|e| ApiError::from(Error::Internal(format!("task failed: {e}"))))?
+        .map_err(ApiError::from)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Steward API",
+        description = "Personal data of a cloud communications provider, with the privacy statement's promises kept in code.",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Tests start several servers in one process: only the first installs.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The `/api/v1` routes and their OpenAPI description.
+pub fn api_routes() -> (Router<AppState>, OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(
+            "/api/v1",
+            OpenApiRouter::new()
+                .merge(auth::routes())
+                .merge(tenants::routes())
+                .merge(subjects::routes())
+                .merge(audit::routes())
+                .merge(system::api_routes()),
+        )
+        .split_for_parts()
+}
+
+/// The whole application: API, health, metrics.
+pub fn app(core: Arc<Steward>) -> Router {
+    let (api, openapi) = api_routes();
+    let state = AppState {
+        core,
+        login_gate: Arc::new(Semaphore::new(
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        )),
+        metrics: metrics_handle(),
+        openapi: Arc::new(openapi),
+    };
+    api.merge(system::routes())
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+        })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// Logs and counts every request by its route template (never the raw path or
+/// query, which may carry identifiers), method and status.
+async fn observe(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let elapsed = start.elapsed();
+    metrics::counter!("steward_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.clone()).increment(1);
+    metrics::histogram!("steward_http_request_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    tracing::info!(%method, %route, %status, ms = elapsed.as_millis() as u64, "request");
+    resp
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    core: Arc<Steward>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(core).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// How long a login waits for a free password-hashing slot before the server
+/// answers "busy".
+pub const LOGIN_WAIT: Duration = Duration::from_secs(10);

@@ -1,0 +1,51 @@
+//! Health, metrics, the OpenAPI document and the public policy.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiResult, AppState, blocking};
+
+/// Routes outside `/api/v1`.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(policy))
+}
+
+/// Liveness and database reachability.
+async fn healthz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    blocking(&s, |core| {
+        core.db.read(|c| c.query("SELECT 1", &[]))?;
+        Ok(serde_json::json!({ "status": "ok", "database": core.db.backend().to_string() }))
+    })
+    .await
+    .map(Json)
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
+
+async fn openapi(State(s): State<AppState>) -> impl IntoResponse {
+    Json(s.openapi.as_ref().clone())
+}
+
+/// The policy in force (public: it is the privacy notice as data).
+#[utoipa::path(get, path = "/policy", tag = "policy",
+    responses((status = 200, description = "the policy as JSON", body = Object)))]
+async fn policy(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(s.core.policy.as_ref()).unwrap_or_default())
+}

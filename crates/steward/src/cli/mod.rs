@@ -1,0 +1,211 @@
+//! The `steward` command line. Every command takes the storage flags, and
+//! `--json` makes it print one JSON object. Exit codes: 0 success, 1 failure,
+//! 2 bad input, 3 refused (not found, forbidden, conflict).
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::error::Error;
+
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about = "Personal data of a cloud communications provider, with data protection built in")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Folder for the embedded database, key store, master key and blobs.
+    #[arg(long, global = true, env = "STEWARD_DATA_DIR", default_value = "steward-data")]
+    pub data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded SQLite file (postgres://user@host/db).
+    #[arg(long, global = true, env = "STEWARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema for Steward's tables.
+    #[arg(long, global = true, env = "STEWARD_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+    /// Key store location: an SQLite file path or a postgres:// URL.
+    #[arg(long, global = true, env = "STEWARD_KEY_STORE", hide_env_values = true)]
+    pub key_store: Option<String>,
+    /// Master key file (default <data-dir>/master.key, created on first start).
+    #[arg(long, global = true, env = "STEWARD_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Blob store: s3://bucket/prefix?endpoint=…&region=…, or file:///path.
+    #[arg(long, global = true, env = "STEWARD_BLOB_URL", hide_env_values = true)]
+    pub blob_url: Option<String>,
+    /// Policy file (default: the built-in policy/default.toml).
+    #[arg(long, global = true, env = "STEWARD_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Region for phone numbers without a country code.
+    #[arg(long, global = true, env = "STEWARD_DEFAULT_REGION", default_value = "GB")]
+    pub default_region: String,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Global {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            database_schema: self.database_schema.clone(),
+            key_store: self.key_store.clone(),
+            // The master key itself is only ever read from the environment, so it
+            // never appears in a process list.
+            master_key: std::env::var("STEWARD_MASTER_KEY").ok().filter(|k| !k.is_empty()),
+            master_key_file: self.master_key_file.clone(),
+            blob_url: self.blob_url.clone(),
+            policy_file: self.policy.clone(),
+            default_region: self.default_region.clone(),
+            ..Settings::default()
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve {
+        #[arg(long, env = "STEWARD_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Log format: json (structured) or text.
+        #[arg(long, env = "STEWARD_LOG_FORMAT", default_value = "json")]
+        log_format: String,
+    },
+    /// Tenants and users.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Record consent received by phone, letter or email.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Check and render the policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a tenant (a business customer).
+    CreateTenant {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        customer_number: Option<String>,
+    },
+    /// Create an app account; the password is read from standard input.
+    CreateUser {
+        /// Tenant id (`provider` for the provider's own staff).
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        /// subject, tenant-admin, operator or dpo.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConsentArgs {
+    /// The subject's id.
+    #[arg(long, group = "who")]
+    pub subject: Option<String>,
+    #[arg(long, group = "who")]
+    pub subject_email: Option<String>,
+    #[arg(long, group = "who")]
+    pub subject_phone: Option<String>,
+    #[arg(long, group = "who")]
+    pub subject_username: Option<String>,
+    /// The category consented to (device_contacts, photos_media, marketing via contact_details, …).
+    #[arg(long)]
+    pub category: String,
+    #[arg(long)]
+    pub purpose: String,
+    /// phone, letter, email, app or web.
+    #[arg(long)]
+    pub channel: String,
+    /// What proves the consent (a letter's reference, a call's note).
+    #[arg(long)]
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    Grant(ConsentArgs),
+    Withdraw(ConsentArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; errors name file:line:column.
+    Check { file: PathBuf },
+    /// Write the privacy notice (Markdown, HTML) and the Article 30 record (CSV).
+    Render {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-compute the hash chain; exits 1 and names the first broken entry.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new master key and re-wrap every key with it.
+    RotateMaster {
+        /// Where to write the new key when the current one came from STEWARD_MASTER_KEY.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Prints a result as JSON or as text.
+pub(crate) fn emit(json: bool, value: &serde_json::Value, text: &str) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+pub(crate) fn invalid(field: &str, msg: impl Into<String>) -> Error {
+    Error::invalid(field, msg)
+}

@@ -1,0 +1,116 @@
+//! Every setting Steward reads, with its default, in one place. The CLI fills a
+//! [`Settings`] from flags and `STEWARD_*` environment variables (see
+//! `docs/CONFIGURATION.md`); nothing else reads the environment.
+
+use std::path::PathBuf;
+
+#[derive(Clone)]
+pub struct Settings {
+    /// Holds the embedded database, the key store, the master key file and the
+    /// local blob folder. Default `./steward-data`.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite file.
+    pub database_url: Option<String>,
+    /// PostgreSQL schema for Steward's tables (default: the connection's own).
+    pub database_schema: Option<String>,
+    /// Where per-subject keys live: an SQLite path or a `postgres://` URL. Default:
+    /// `<data_dir>/keys/keys.sqlite`, or for PostgreSQL the same server in schema
+    /// `steward_keys` (or `<schema>_keys`).
+    pub key_store: Option<String>,
+    /// The master key itself (base64 or hex), typically from `STEWARD_MASTER_KEY`.
+    pub master_key: Option<String>,
+    /// File holding the master key; default `<data_dir>/master.key`, created on
+    /// first start when neither this nor `master_key` is given.
+    pub master_key_file: Option<PathBuf>,
+    /// Blob store URL: `s3://bucket/prefix?endpoint=…`, `file:///path`; default
+    /// `<data_dir>/blobs`.
+    pub blob_url: Option<String>,
+    /// Policy file; default: the shipped `policy/default.toml`, compiled in.
+    pub policy_file: Option<PathBuf>,
+    /// Region for phone numbers written without a country code (ISO 3166, "GB").
+    pub default_region: String,
+    /// Lifetime of a login session, in seconds.
+    pub session_ttl_secs: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("steward-data"),
+            database_url: None,
+            database_schema: None,
+            key_store: None,
+            master_key: None,
+            master_key_file: None,
+            blob_url: None,
+            policy_file: None,
+            default_region: "GB".to_owned(),
+            session_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
+/// Settings print without secrets: the master key is never shown, and URLs lose
+/// their passwords.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("database_schema", &self.database_schema)
+            .field("key_store", &self.key_store.as_deref().map(redact_url))
+            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
+            .field("master_key_file", &self.master_key_file)
+            .field("blob_url", &self.blob_url.as_deref().map(redact_url))
+            .field("policy_file", &self.policy_file)
+            .field("default_region", &self.default_region)
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .finish()
+    }
+}
+
+/// Removes a password from `scheme://user:password@host/…` and drops the query
+/// string (which may carry credentials for S3).
+pub fn redact_url(url: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &base[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &base[..s + 3], user, &base[at..])
+        }
+        _ => base.to_owned(),
+    }
+}
+
+impl Settings {
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("steward.sqlite")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let s = Settings {
+            database_url: Some("postgres://app:hunter2@db/steward".into()),
+            master_key: Some("c2VjcmV0LWtleQ==".into()),
+            blob_url: Some("s3://b/p?secret_access_key=xyz".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0LWtleQ"), "{shown}");
+        assert!(!shown.contains("xyz"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db/steward"), "{shown}");
+    }
+}

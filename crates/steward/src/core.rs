@@ -1,0 +1,202 @@
+//! [`Steward`]: the opened system (database, key store, policy, blobs) and
+//! [`Tx`], the one path by which domain operations write. A `Tx` couples each
+//! change with its audit entry in the same database transaction.
+
+use std::sync::Arc;
+
+use steward_blobs::BlobStore;
+use steward_crypto::{DataKey, MasterKey};
+use steward_policy::Policy;
+use steward_store::{Conn, Db};
+
+use crate::access::Actor;
+use crate::audit;
+use crate::clock::now;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::keys::KeyStore;
+use crate::schema::MIGRATIONS;
+
+pub struct Steward {
+    pub db: Db,
+    pub keys: KeyStore,
+    pub policy: Arc<Policy>,
+    pub blobs: BlobStore,
+    pub settings: Settings,
+}
+
+/// What `open` did that the operator should hear about.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// Set when a new master key file was written on this start.
+    pub created_master_key: Option<std::path::PathBuf>,
+    pub policy_warnings: Vec<String>,
+}
+
+impl Steward {
+    /// Opens (and on first use, creates) everything the settings point at.
+    pub fn open(settings: Settings) -> Result<(Steward, OpenReport)> {
+        let mut report = OpenReport::default();
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            Error::invalid(
+                "data-dir",
+                format!("cannot create {}: {e}", settings.data_dir.display()),
+            )
+        })?;
+        let policy = match &settings.policy_file {
+            None => Policy::default_policy(),
+            Some(path) => match steward_policy::load(path) {
+                Ok(checked) => {
+                    report.policy_warnings = checked.warnings.iter().map(|w| w.to_string()).collect();
+                    checked.policy
+                }
+                Err(diags) => {
+                    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+                    return Err(Error::invalid("policy", text.join("\n")));
+                }
+            },
+        };
+        let master = match &settings.master_key {
+            Some(text) => MasterKey::parse(text)
+                .map_err(|e| Error::invalid("master-key", e.to_string()))?,
+            None => {
+                let path = settings.master_key_path();
+                let (key, created) = MasterKey::load_or_create(&path)
+                    .map_err(|e| Error::invalid("master-key-file", e.to_string()))?;
+                if created {
+                    report.created_master_key = Some(path);
+                }
+                key
+            }
+        };
+        let db = match &settings.database_url {
+            Some(url) => Db::open_postgres(url, settings.database_schema.as_deref())?,
+            None => Db::open_sqlite(&settings.sqlite_path())?,
+        };
+        db.migrate(MIGRATIONS)?;
+        let key_db = match (&settings.key_store, &settings.database_url) {
+            (Some(ks), _) if ks.starts_with("postgres://") || ks.starts_with("postgresql://") => {
+                Db::open_postgres(ks, Some(&key_schema(&settings)))?
+            }
+            (Some(path), _) => Db::open_sqlite(std::path::Path::new(path))?,
+            (None, Some(url)) => Db::open_postgres(url, Some(&key_schema(&settings)))?,
+            (None, None) => Db::open_sqlite(&settings.data_dir.join("keys").join("keys.sqlite"))?,
+        };
+        let keys = KeyStore::open(key_db, master)?;
+        let blobs = BlobStore::open(settings.blob_url.as_deref(), &settings.data_dir)?;
+        let core = Steward {
+            db,
+            keys,
+            policy: Arc::new(policy),
+            blobs,
+            settings,
+        };
+        crate::tenants::ensure_provider(&core)?;
+        Ok((core, report))
+    }
+
+    /// Runs `f` in one write transaction. Audit entries it appends are chained
+    /// in the same transaction, and the key store's anchor moves after commit.
+    pub fn write<T>(&self, actor: &Actor, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut head = None;
+        let out = self.db.write(|conn: &mut dyn Conn| -> Result<T> {
+            let mut tx = Tx {
+                conn,
+                core: self,
+                actor,
+                at: now(),
+                audit_head: None,
+            };
+            let v = f(&mut tx)?;
+            head = tx.audit_head.take();
+            Ok(v)
+        })?;
+        if let Some((seq, hash)) = head {
+            self.keys.set_audit_anchor(seq, &hash)?;
+        }
+        Ok(out)
+    }
+
+    /// The subject's data key; an erased subject has none.
+    pub fn subject_key(&self, subject_id: &str) -> Result<DataKey> {
+        self.keys.require_subject_key(subject_id)
+    }
+}
+
+fn key_schema(settings: &Settings) -> String {
+    match &settings.database_schema {
+        Some(s) => format!("{s}_keys"),
+        None => "steward_keys".to_owned(),
+    }
+}
+
+/// A write transaction on behalf of one actor.
+pub struct Tx<'a> {
+    pub conn: &'a mut dyn Conn,
+    pub core: &'a Steward,
+    pub actor: &'a Actor,
+    /// The transaction's timestamp, shared by everything it writes.
+    pub at: i64,
+    audit_head: Option<(i64, Vec<u8>)>,
+}
+
+impl Tx<'_> {
+    /// Records `ev` in the audit log as done by this transaction's actor.
+    pub fn audit(&mut self, ev: audit::Event) -> Result<i64> {
+        let (seq, hash) = audit::append(
+            self.conn,
+            &self.core.keys,
+            &self.actor.audit_id,
+            self.actor.role_name(),
+            self.at,
+            ev,
+        )?;
+        self.audit_head = Some((seq, hash));
+        Ok(seq)
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.core.policy
+    }
+}
+
+/// Encryption of one personal field. The AAD binds the ciphertext to its field
+/// and subject, so a value cannot be moved to another row or column unnoticed.
+pub mod fields {
+    use steward_crypto::DataKey;
+
+    use crate::error::{Error, Result};
+
+    pub fn seal(key: &DataKey, field: &str, subject_id: &str, value: &str) -> Result<Vec<u8>> {
+        Ok(key.encrypt(value.as_bytes(), aad(field, subject_id).as_bytes())?)
+    }
+
+    pub fn seal_opt(
+        key: &DataKey,
+        field: &str,
+        subject_id: &str,
+        value: Option<&str>,
+    ) -> Result<Option<Vec<u8>>> {
+        value.map(|v| seal(key, field, subject_id, v)).transpose()
+    }
+
+    pub fn open(key: &DataKey, field: &str, subject_id: &str, sealed: &[u8]) -> Result<String> {
+        let plain = key
+            .decrypt(sealed, aad(field, subject_id).as_bytes())
+            .map_err(|_| Error::Keys(format!("{field} of subject {subject_id} does not decrypt")))?;
+        String::from_utf8(plain).map_err(|_| Error::Keys(format!("{field} is not UTF-8")))
+    }
+
+    pub fn open_opt(
+        key: &DataKey,
+        field: &str,
+        subject_id: &str,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<String>> {
+        sealed.map(|s| open(key, field, subject_id, s)).transpose()
+    }
+
+    fn aad(field: &str, subject_id: &str) -> String {
+        format!("{field}|{subject_id}")
+    }
+}

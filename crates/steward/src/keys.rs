@@ -1,0 +1,227 @@
+//! The key store: per-subject data keys, the blind-index key and the audit MAC key,
+//! each wrapped by the master key, in a database of their own.
+//!
+//! Erasing a subject deletes their wrapped data key here. Every ciphertext of
+//! theirs, in the data store, in blobs, in backups and replicas, is unreadable from
+//! that moment (crypto-shredding). The data store's backups therefore never hold
+//! keys, and the key store's own backups are kept short (see docs/OPERATIONS.md).
+
+use steward_crypto::{BlindIndexKey, DataKey, IdentifierKind, MacKey, MasterKey};
+use steward_store::{Conn, Db, params};
+
+use crate::clock::now;
+use crate::error::{Error, Result};
+use crate::schema::KEY_MIGRATIONS;
+
+pub struct KeyStore {
+    db: Db,
+    master: MasterKey,
+    index_key: BlindIndexKey,
+    audit_key: MacKey,
+}
+
+fn subject_aad(subject_id: &str) -> Vec<u8> {
+    format!("subject-key|{subject_id}").into_bytes()
+}
+
+fn system_aad(name: &str) -> Vec<u8> {
+    format!("system-key|{name}").into_bytes()
+}
+
+impl KeyStore {
+    /// Opens the key store, creating the system keys on first use.
+    pub fn open(db: Db, master: MasterKey) -> Result<KeyStore> {
+        db.migrate(KEY_MIGRATIONS)?;
+        let index_key = system_key(
+            &db,
+            &master,
+            "blind-index",
+            || {
+                let k = BlindIndexKey::generate()?;
+                let w = k.wrap(&master, &system_aad("blind-index"))?;
+                Ok((k, w))
+            },
+            |w| BlindIndexKey::unwrap(&master, w, &system_aad("blind-index")),
+        )?;
+        let audit_key = system_key(
+            &db,
+            &master,
+            "audit-mac",
+            || {
+                let k = MacKey::generate()?;
+                let w = k.wrap(&master, &system_aad("audit-mac"))?;
+                Ok((k, w))
+            },
+            |w| MacKey::unwrap(&master, w, &system_aad("audit-mac")),
+        )?;
+        Ok(KeyStore {
+            db,
+            master,
+            index_key,
+            audit_key,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.db.describe()
+    }
+
+    pub fn master_id(&self) -> String {
+        self.master.id()
+    }
+
+    /// Creates and stores a new data key for a subject.
+    pub fn create_subject_key(&self, subject_id: &str) -> Result<DataKey> {
+        let key = DataKey::generate()?;
+        let wrapped = key.wrap(&self.master, &subject_aad(subject_id))?;
+        self.db.write(|c: &mut dyn Conn| {
+            c.execute(
+                "INSERT INTO subject_keys (subject_id, wrapped, master_id, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+                params![subject_id, wrapped, self.master.id(), now()],
+            )
+        })?;
+        Ok(key)
+    }
+
+    /// The subject's data key, or `None` once it has been shredded.
+    pub fn subject_key(&self, subject_id: &str) -> Result<Option<DataKey>> {
+        let row = self.db.read(|c| {
+            c.query_opt(
+                "SELECT wrapped FROM subject_keys WHERE subject_id = $1",
+                params![subject_id],
+            )
+        })?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(DataKey::unwrap(
+                &self.master,
+                &r.bytes(0)?,
+                &subject_aad(subject_id),
+            )?)),
+        }
+    }
+
+    /// Like [`subject_key`](Self::subject_key), for callers that cannot proceed without it.
+    pub fn require_subject_key(&self, subject_id: &str) -> Result<DataKey> {
+        self.subject_key(subject_id)?
+            .ok_or_else(|| Error::NotFound("subject data key (the subject was erased)".into()))
+    }
+
+    /// Deletes the subject's data key: every copy of their data becomes unreadable.
+    pub fn shred_subject_key(&self, subject_id: &str) -> Result<bool> {
+        let n = self.db.write(|c: &mut dyn Conn| {
+            c.execute(
+                "DELETE FROM subject_keys WHERE subject_id = $1",
+                params![subject_id],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Keyed blind index of an already normalised identifier.
+    pub fn blind_index(&self, kind: IdentifierKind, normalized: &str) -> Vec<u8> {
+        self.index_key.index(kind, normalized).to_vec()
+    }
+
+    pub fn audit_key(&self) -> &MacKey {
+        &self.audit_key
+    }
+
+    /// Re-wraps every key under `new_master` in one transaction. Returns how many
+    /// keys were re-wrapped. The caller persists the new master key first.
+    pub fn rotate_master(&self, new_master: &MasterKey) -> Result<u64> {
+        self.db.write(|c: &mut dyn Conn| -> Result<u64> {
+            let mut n = 0u64;
+            for r in c.query("SELECT subject_id, wrapped FROM subject_keys", &[])? {
+                let id = r.text(0)?;
+                let key = DataKey::unwrap(&self.master, &r.bytes(1)?, &subject_aad(&id))?;
+                c.execute(
+                    "UPDATE subject_keys SET wrapped = $1, master_id = $2 WHERE subject_id = $3",
+                    params![key.wrap(new_master, &subject_aad(&id))?, new_master.id(), id],
+                )?;
+                n += 1;
+            }
+            for r in c.query("SELECT name, wrapped FROM system_keys", &[])? {
+                let name = r.text(0)?;
+                let aad = system_aad(&name);
+                let rewrapped = match name.as_str() {
+                    "blind-index" => BlindIndexKey::unwrap(&self.master, &r.bytes(1)?, &aad)?
+                        .wrap(new_master, &aad)?,
+                    "audit-mac" => {
+                        MacKey::unwrap(&self.master, &r.bytes(1)?, &aad)?.wrap(new_master, &aad)?
+                    }
+                    other => return Err(Error::Keys(format!("unknown system key {other}"))),
+                };
+                c.execute(
+                    "UPDATE system_keys SET wrapped = $1, master_id = $2 WHERE name = $3",
+                    params![rewrapped, new_master.id(), name],
+                )?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// The last audit entry known to the key store: `(seq, hash)`. Kept apart from
+    /// the audit log so that removing its newest entries is detected too.
+    pub fn audit_anchor(&self) -> Result<Option<(i64, Vec<u8>)>> {
+        let row = self.db.read(|c| {
+            c.query_opt("SELECT seq, hash FROM audit_anchor WHERE id = 1", &[])
+        })?;
+        Ok(match row {
+            Some(r) => Some((r.i64(0)?, r.bytes(1)?)),
+            None => None,
+        })
+    }
+
+    pub fn set_audit_anchor(&self, seq: i64, hash: &[u8]) -> Result<()> {
+        self.db.write(|c: &mut dyn Conn| {
+            c.execute(
+                "INSERT INTO audit_anchor (id, seq, hash, at) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
+                 at = excluded.at WHERE audit_anchor.seq < excluded.seq",
+                params![seq, hash.to_vec(), now()],
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// Loads a system key, creating it on first use. Two processes starting at once
+/// both try to insert; the loser reads the winner's key.
+fn system_key<K>(
+    db: &Db,
+    master: &MasterKey,
+    name: &str,
+    create: impl FnOnce() -> std::result::Result<(K, Vec<u8>), steward_crypto::Error>,
+    unwrap: impl Fn(&[u8]) -> std::result::Result<K, steward_crypto::Error>,
+) -> Result<K> {
+    let existing = db.read(|c| {
+        c.query_opt("SELECT wrapped FROM system_keys WHERE name = $1", params![name])
+    })?;
+    if let Some(r) = existing {
+        return unwrap(&r.bytes(0)?).map_err(|_| {
+            Error::Keys(format!(
+                "the master key (id {}) cannot unwrap the stored {name} key: \
+                 wrong master key for this key store?",
+                master.id()
+            ))
+        });
+    }
+    let (key, wrapped) = create()?;
+    db.write(|c: &mut dyn Conn| {
+        c.execute(
+            "INSERT INTO system_keys (name, wrapped, master_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+            params![name, wrapped, master.id(), now()],
+        )
+    })?;
+    let stored = db.read(|c| {
+        c.query_opt("SELECT wrapped FROM system_keys WHERE name = $1", params![name])
+    })?;
+    match stored {
+        Some(r) => Ok(unwrap(&r.bytes(0)?)?),
+        None => Ok(key),
+    }
+}

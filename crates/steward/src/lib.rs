@@ -1,0 +1,28 @@
+//! Steward: personal data of a cloud communications provider, with the privacy
+//! statement's promises kept in code. See `docs/ARCHITECTURE.md` for the map.
+//!
+//! Layers, top to bottom: transport (`api`, `cli`) → domain operations (one
+//! module per concern: `tenants`, `accounts`, `subjects`, `consent`,
+//! `processing`, `audit`), which check role, tenant, purpose and consent through
+//! `access` and `processing`, and write through `core::Tx` → storage
+//! (`steward-store`, `steward-blobs`) and keys (`keys`, `steward-crypto`).
+
+pub mod access;
+pub mod accounts;
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod consent;
+pub mod core;
+pub mod error;
+pub mod keys;
+pub mod processing;
+pub mod registry;
+pub mod schema;
+pub mod subjects;
+pub mod tenants;
+
+pub use crate::core::Steward;
+pub use crate::error::{Error, Result};

@@ -1,0 +1,96 @@
+//! The processing check: before Steward or a system around it processes a
+//! subject's data, it names the category, the purpose and (for a disclosure) the
+//! recipient. The policy decides whether that use is declared, the consent ledger
+//! whether consent is in force (a single-use grant is consumed), and the decision
+//! is written to the audit log. Steward's own features call [`authorize`]; other
+//! systems (the PBX, the mailing tool, the credit-check client) call the API.
+
+use serde::Serialize;
+use steward_policy::{ConsentRule, LawfulBasis};
+use utoipa::ToSchema;
+
+use crate::access::{Actor, Role};
+use crate::audit::Event;
+use crate::consent;
+use crate::core::{Steward, Tx};
+use crate::error::{Error, Result};
+use crate::subjects;
+
+#[derive(Debug, Clone)]
+pub struct Use<'a> {
+    pub subject_id: &'a str,
+    pub category: &'a str,
+    pub purpose: &'a str,
+    /// Set when the data leaves the provider: a recipient id from the policy.
+    pub recipient: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Decision {
+    pub allowed: bool,
+    #[schema(value_type = String)]
+    pub lawful_basis: LawfulBasis,
+    /// The single-use consent grant this operation used up, if any.
+    pub consumed_grant: Option<String>,
+    /// Audit entry recording the decision.
+    pub audit_seq: i64,
+}
+
+/// Checks a use of personal data inside `tx` and records it. Fails with
+/// `ConsentRequired` when consent is needed and absent.
+pub(crate) fn authorize(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Decision> {
+    let tenant = subjects::tenant_of(tx.conn, u.subject_id)?;
+    tx.actor.require_subject(&tenant, u.subject_id)?;
+    let rule = tx
+        .policy()
+        .check_use(u.category, u.purpose)
+        .map_err(|e| Error::invalid("purpose", e.to_string()))?;
+    if let Some(r) = u.recipient {
+        let declared = tx
+            .policy()
+            .category(u.category)
+            .is_some_and(|c| c.recipients.iter().any(|x| x.as_str() == r));
+        if !declared {
+            return Err(Error::Forbidden(format!(
+                "{r:?} is not a declared recipient of {} in the policy",
+                u.category
+            )));
+        }
+    }
+    let consumed_grant = match rule.consent {
+        ConsentRule::NotNeeded => None,
+        ConsentRule::Standing => {
+            consent::require_standing(tx, u.subject_id, u.category, u.purpose)?;
+            None
+        }
+        ConsentRule::SingleUse => Some(consent::consume_single_use(
+            tx,
+            &tenant,
+            u.subject_id,
+            u.category,
+            u.purpose,
+        )?),
+    };
+    let audit_seq = tx.audit(Event {
+        tenant_id: Some(tenant),
+        subject_id: Some(u.subject_id.to_owned()),
+        action: if u.recipient.is_some() { "disclose" } else { "process" }.into(),
+        category: Some(u.category.to_owned()),
+        purpose: Some(u.purpose.to_owned()),
+        recipient: u.recipient.map(str::to_owned),
+        detail: serde_json::json!({ "consumed_grant": consumed_grant }),
+    })?;
+    Ok(Decision {
+        allowed: true,
+        lawful_basis: rule.basis,
+        consumed_grant,
+        audit_seq,
+    })
+}
+
+/// The processing check as a service for systems around Steward (staff and
+/// employers' integrations).
+pub fn check(core: &Steward, actor: &Actor, u: &Use<'_>) -> Result<Decision> {
+    actor.require_role(&[Role::TenantAdmin, Role::Operator, Role::Dpo], "request processing")?;
+    core.write(actor, |tx| authorize(tx, u))
+}

@@ -1,0 +1,133 @@
+//! The data store's schema. Every table that holds personal data must also be
+//! declared in `registry.rs` (a test enforces it). Personal fields are `*_enc`
+//! (AES-256-GCM under the subject's data key) and searchable identifiers are
+//! `*_idx` (HMAC blind index); nothing personal is stored in clear.
+
+use steward_store::Migration;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "core",
+    sql: r#"
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('audit', 0);
+INSERT INTO counters (name, value) VALUES ('consent', 0);
+
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    customer_number TEXT UNIQUE,
+    is_provider BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE subjects (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    kind TEXT NOT NULL,
+    email_enc BYTEA,
+    email_idx BYTEA,
+    phone_enc BYTEA,
+    phone_idx BYTEA,
+    name_enc BYTEA,
+    created_at BIGINT NOT NULL,
+    last_engagement_at BIGINT NOT NULL,
+    legal_hold BIGINT NOT NULL DEFAULT 0,
+    archive_exempt BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX subjects_tenant ON subjects (tenant_id);
+CREATE INDEX subjects_email_idx ON subjects (email_idx);
+CREATE INDEX subjects_phone_idx ON subjects (phone_idx);
+
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL UNIQUE REFERENCES subjects (id),
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    username_idx BYTEA NOT NULL UNIQUE,
+    username_enc BYTEA NOT NULL,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    disabled BIGINT NOT NULL DEFAULT 0,
+    failed_logins BIGINT NOT NULL DEFAULT 0,
+    locked_until BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX accounts_tenant ON accounts (tenant_id);
+
+CREATE TABLE sessions (
+    token_hash BYTEA PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    ip_enc BYTEA,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX sessions_account ON sessions (account_id);
+
+CREATE TABLE consent_events (
+    seq BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    tenant_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    action TEXT NOT NULL,
+    single_use BIGINT NOT NULL DEFAULT 0,
+    grant_id TEXT,
+    channel TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    evidence_enc BYTEA,
+    recorded_by TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX consent_subject ON consent_events (subject_id, category, purpose, seq);
+
+CREATE TABLE audit_log (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    actor_role TEXT NOT NULL,
+    tenant_id TEXT,
+    subject_id TEXT,
+    action TEXT NOT NULL,
+    category TEXT,
+    purpose TEXT,
+    recipient TEXT,
+    detail TEXT NOT NULL,
+    prev_hash BYTEA NOT NULL,
+    hash BYTEA NOT NULL
+);
+CREATE INDEX audit_subject ON audit_log (subject_id, seq);
+"#,
+}];
+
+/// The key store's schema: a separate database, so that backups and replicas of
+/// the data store never carry keys.
+pub const KEY_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "keys",
+    sql: r#"
+CREATE TABLE subject_keys (
+    subject_id TEXT PRIMARY KEY,
+    wrapped BYTEA NOT NULL,
+    master_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE system_keys (
+    name TEXT PRIMARY KEY,
+    wrapped BYTEA NOT NULL,
+    master_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE audit_anchor (
+    id BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash BYTEA NOT NULL,
+    at BIGINT NOT NULL
+);
+"#,
+}];

@@ -1,0 +1,240 @@
+//! Data subjects: the people Steward holds data about. A subject's identifiers
+//! are encrypted under their own data key and found through blind indexes.
+
+use serde::{Deserialize, Serialize};
+use steward_crypto::{IdentifierKind, normalize};
+use steward_store::{Conn, Row, params};
+use utoipa::ToSchema;
+
+use crate::access::Actor;
+use crate::audit::Event;
+use crate::core::{Steward, Tx, fields};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    /// An app user (an employee of a tenant).
+    User,
+    /// An enquiry or CRM contact.
+    Contact,
+    /// A website visitor.
+    Visitor,
+    /// The other party of a call or message, outside the tenant.
+    ExternalParty,
+}
+
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::User => "user",
+            SubjectKind::Contact => "contact",
+            SubjectKind::Visitor => "visitor",
+            SubjectKind::ExternalParty => "external_party",
+        }
+    }
+
+    fn parse(s: &str) -> Result<SubjectKind> {
+        Ok(match s {
+            "user" => SubjectKind::User,
+            "contact" => SubjectKind::Contact,
+            "visitor" => SubjectKind::Visitor,
+            "external_party" => SubjectKind::ExternalParty,
+            other => return Err(Error::Internal(format!("unknown subject kind {other}"))),
+        })
+    }
+}
+
+/// Identifiers of a new subject, as entered (normalised here).
+#[derive(Debug, Clone, Default)]
+pub struct NewSubject {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A subject with its personal fields decrypted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Subject {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: SubjectKind,
+    pub email: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub last_engagement_at: i64,
+    pub legal_hold: bool,
+}
+
+pub(crate) struct Normalized {
+    email: Option<String>,
+    phone: Option<String>,
+    name: Option<String>,
+}
+
+pub(crate) fn normalize_new(core: &Steward, new: &NewSubject) -> Result<Normalized> {
+    let email = new
+        .email
+        .as_deref()
+        .map(|e| normalize::email(e).map_err(|e| Error::invalid("email", e.to_string())))
+        .transpose()?;
+    let phone = new
+        .phone
+        .as_deref()
+        .map(|p| {
+            normalize::phone(p, &core.settings.default_region)
+                .map_err(|e| Error::invalid("phone", e.to_string()))
+        })
+        .transpose()?;
+    let name = match new.name.as_deref().map(str::trim) {
+        Some(n) if n.chars().count() > 200 => {
+            return Err(Error::invalid("display_name", "a name has at most 200 characters"));
+        }
+        Some("") | None => None,
+        Some(n) => Some(n.to_owned()),
+    };
+    Ok(Normalized { email, phone, name })
+}
+
+/// Creates a subject inside the caller's transaction: a new data key in the key
+/// store, identifiers sealed with it, blind indexes for lookup.
+pub(crate) fn insert(
+    tx: &mut Tx<'_>,
+    tenant_id: &str,
+    kind: SubjectKind,
+    n: &Normalized,
+) -> Result<String> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let keys = &tx.core.keys;
+    let key = keys.create_subject_key(&id)?;
+    let email_idx = n
+        .email
+        .as_deref()
+        .map(|e| keys.blind_index(IdentifierKind::Email, e));
+    let phone_idx = n
+        .phone
+        .as_deref()
+        .map(|p| keys.blind_index(IdentifierKind::Phone, p));
+    tx.conn.execute(
+        "INSERT INTO subjects (id, tenant_id, kind, email_enc, email_idx, phone_enc, phone_idx, \
+         name_enc, created_at, last_engagement_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        params![
+            id.as_str(),
+            tenant_id,
+            kind.as_str(),
+            fields::seal_opt(&key, "subjects.email", &id, n.email.as_deref())?,
+            email_idx,
+            fields::seal_opt(&key, "subjects.phone", &id, n.phone.as_deref())?,
+            phone_idx,
+            fields::seal_opt(&key, "subjects.name", &id, n.name.as_deref())?,
+            tx.at
+        ],
+    )?;
+    Ok(id)
+}
+
+const COLUMNS: &str = "id, tenant_id, kind, email_enc, phone_enc, name_enc, created_at, \
+                       last_engagement_at, legal_hold";
+
+fn decrypt(core: &Steward, r: &Row) -> Result<Subject> {
+    let id = r.text(0)?;
+    let key = core.subject_key(&id)?;
+    Ok(Subject {
+        tenant_id: r.text(1)?,
+        kind: SubjectKind::parse(&r.text(2)?)?,
+        email: fields::open_opt(&key, "subjects.email", &id, r.opt_bytes(3)?.as_deref())?,
+        phone: fields::open_opt(&key, "subjects.phone", &id, r.opt_bytes(4)?.as_deref())?,
+        name: fields::open_opt(&key, "subjects.name", &id, r.opt_bytes(5)?.as_deref())?,
+        created_at: r.i64(6)?,
+        last_engagement_at: r.i64(7)?,
+        legal_hold: r.bool(8)?,
+        id,
+    })
+}
+
+/// The tenant a subject belongs to (no personal data), for scope checks.
+pub fn tenant_of(c: &mut dyn Conn, subject_id: &str) -> Result<String> {
+    c.query_opt("SELECT tenant_id FROM subjects WHERE id = $1", params![subject_id])?
+        .ok_or_else(|| Error::NotFound("subject".into()))?
+        .text(0)
+        .map_err(Into::into)
+}
+
+/// Reads a subject's record for `purpose`. Reads by anyone but the subject
+/// themself are audited.
+pub fn read(core: &Steward, actor: &Actor, subject_id: &str, purpose: &str) -> Result<Subject> {
+    core.write(actor, |tx| {
+        let tenant = tenant_of(tx.conn, subject_id)?;
+        actor.require_subject(&tenant, subject_id)?;
+        tx.policy()
+            .check_use("contact_details", purpose)
+            .map_err(|e| Error::invalid("purpose", e.to_string()))?;
+        let row = tx
+            .conn
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM subjects WHERE id = $1"),
+                params![subject_id],
+            )?
+            .ok_or_else(|| Error::NotFound("subject".into()))?;
+        if !actor.is_self(subject_id) {
+            tx.audit(Event {
+                tenant_id: Some(tenant),
+                subject_id: Some(subject_id.to_owned()),
+                action: "read".into(),
+                category: Some("contact_details".into()),
+                purpose: Some(purpose.to_owned()),
+                ..Event::default()
+            })?;
+        }
+        decrypt(tx.core, &row)
+    })
+}
+
+/// Finds subjects in a tenant by email, phone number or both (through the blind
+/// index). Returns ids only; reading them is a separate, audited step.
+pub fn find(
+    core: &Steward,
+    actor: &Actor,
+    tenant_id: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Result<Vec<String>> {
+    actor.require_tenant(tenant_id, "tenant")?;
+    let (col, idx) = match (email, phone) {
+        (Some(e), _) => (
+            "email_idx",
+            core.keys.blind_index(
+                IdentifierKind::Email,
+                &normalize::email(e).map_err(|e| Error::invalid("email", e.to_string()))?,
+            ),
+        ),
+        (None, Some(p)) => (
+            "phone_idx",
+            core.keys.blind_index(
+                IdentifierKind::Phone,
+                &normalize::phone(p, &core.settings.default_region)
+                    .map_err(|e| Error::invalid("phone", e.to_string()))?,
+            ),
+        ),
+        (None, None) => return Err(Error::invalid("email", "give an email or a phone number")),
+    };
+    let rows = core.db.read(|c| {
+        c.query(
+            &format!("SELECT id FROM subjects WHERE tenant_id = $1 AND {col} = $2 ORDER BY id"),
+            params![tenant_id, idx],
+        )
+    })?;
+    rows.iter().map(|r| r.text(0).map_err(Into::into)).collect()
+}
+
+/// Records that the subject engaged with the provider now: the retention
+/// clock restarts from here.
+pub fn touch(tx: &mut Tx<'_>, subject_id: &str) -> Result<()> {
+    tx.conn.execute(
+        "UPDATE subjects SET last_engagement_at = $1 WHERE id = $2 AND last_engagement_at < $1",
+        params![tx.at, subject_id],
+    )?;
+    Ok(())
+}
