@@ -1,0 +1,223 @@
+//! Test harness: a real Steward on a temporary data directory (SQLite) or a
+//! fresh PostgreSQL schema, and a real HTTP server on a loopback port.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use steward::access::{Actor, Role};
+use steward::accounts::{self, Account, NewUser};
+use steward::config::Settings;
+use steward::tenants::{self, Tenant};
+use steward::Steward;
+use steward_store::testing::PgSchema;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub settings: Settings,
+    pub core: Arc<Steward>,
+    pg: Option<PgSchema>,
+}
+
+impl Env {
+    /// The embedded default in a temporary data directory.
+    pub fn sqlite() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().join("data"),
+            ..Settings::default()
+        };
+        let (core, _) = Steward::open(settings.clone()).unwrap();
+        Env { dir, settings, core: Arc::new(core), pg: None }
+    }
+
+    /// PostgreSQL in a fresh schema; `None` (skip) when unreachable outside CI.
+    pub fn postgres() -> Option<Env> {
+        let pg = PgSchema::create().unwrap()?;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().join("data"),
+            database_url: Some(pg.url.clone()),
+            database_schema: Some(pg.schema.clone()),
+            ..Settings::default()
+        };
+        let (core, _) = Steward::open(settings.clone()).unwrap();
+        Some(Env { dir, settings, core: Arc::new(core), pg: Some(pg) })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.settings.data_dir
+    }
+
+    /// Re-opens the same stores (another process would see the same).
+    pub fn reopen(&self) -> Steward {
+        Steward::open(self.settings.clone()).unwrap().0
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(pg) = &self.pg {
+            // The key store lives in a sibling schema.
+            if let Ok(mut c) = postgres::Client::connect(&pg.url, postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {}_keys CASCADE", pg.schema));
+            }
+        }
+    }
+}
+
+/// A tenant with one account in every role.
+pub struct Seeded {
+    pub tenant: Tenant,
+    pub subject: Account,
+    pub admin: Account,
+    pub operator: Account,
+    pub dpo: Account,
+}
+
+impl Seeded {
+    pub fn all(&self) -> [&Account; 4] {
+        [&self.subject, &self.admin, &self.operator, &self.dpo]
+    }
+}
+
+pub fn new_user(username: &str, role: Role) -> NewUser {
+    NewUser {
+        username: username.to_owned(),
+        password: PASSWORD.to_owned(),
+        role,
+        email: Some(format!("{username}@example.test")),
+        phone: None,
+        display_name: Some(format!("Person {username}")),
+    }
+}
+
+/// Creates a tenant and one account per role; `tag` keeps usernames unique.
+pub fn seed_tenant(core: &Steward, tag: &str) -> Seeded {
+    let cli = Actor::cli();
+    let tenant = tenants::create(core, &cli, &format!("Tenant {tag}"), Some(&format!("C-{tag}"))).unwrap();
+    let mk = |name: &str, role| accounts::create_user(core, &cli, &tenant.id, new_user(&format!("{tag}-{name}"), role)).unwrap();
+    Seeded {
+        subject: mk("user", Role::Subject),
+        admin: mk("admin", Role::TenantAdmin),
+        operator: mk("operator", Role::Operator),
+        dpo: mk("dpo", Role::Dpo),
+        tenant,
+    }
+}
+
+/// A provider staff account (operator or dpo of the provider's own tenant).
+pub fn provider_staff(core: &Steward, username: &str, role: Role) -> Account {
+    accounts::create_user(core, &Actor::cli(), tenants::PROVIDER_TENANT, new_user(username, role)).unwrap()
+}
+
+/// A running HTTP server on 127.0.0.1 with a random port.
+pub struct Server {
+    pub base: String,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    pub async fn start(core: Arc<Steward>) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            steward::api::serve(core, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn login(&self, username: &str) -> String {
+        let (status, body) = self.call("POST", "/api/v1/auth/login", None, Some(json!({"username": username, "password": PASSWORD}))).await;
+        assert_eq!(status, 200, "login {username}: {body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a request; returns the status and the body parsed as JSON (or as a
+    /// JSON string when it is not JSON).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), self.url(path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Files under `dir` whose bytes contain `needle` (as UTF-8, and as UTF-16LE).
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let utf8 = needle.as_bytes().to_vec();
+    let utf16: Vec<u8> = needle.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            [&utf8, &utf16].iter().any(|n| bytes.windows(n.len()).any(|w| w == n.as_slice()))
+        })
+        .collect()
+}
