@@ -128,7 +128,9 @@ impl Actor {
         if self.provider_staff {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!("only the provider's staff may {what}")))
+            Err(Error::Forbidden(format!(
+                "only the provider's staff may {what}"
+            )))
         }
     }
 

@@ -54,7 +54,12 @@ pub struct Session {
 }
 
 /// Creates an app account (and its data subject) in `tenant_id`.
-pub fn create_user(core: &Steward, actor: &Actor, tenant_id: &str, new: NewUser) -> Result<Account> {
+pub fn create_user(
+    core: &Steward,
+    actor: &Actor,
+    tenant_id: &str,
+    new: NewUser,
+) -> Result<Account> {
     actor.require_tenant(tenant_id, "tenant")?;
     actor.require_role(&[Role::TenantAdmin, Role::Operator], "create users")?;
     // Only the provider's staff create staff accounts; an employer can create its
@@ -80,13 +85,16 @@ pub fn create_user(core: &Steward, actor: &Actor, tenant_id: &str, new: NewUser)
     let username_idx = core.keys.blind_index(IdentifierKind::Username, &username);
     let account_id = uuid::Uuid::now_v7().to_string();
     core.write(actor, |tx| {
-        let exists = tx.conn.query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id])?;
+        let exists = tx
+            .conn
+            .query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id])?;
         if exists.is_none() {
             return Err(Error::NotFound("tenant".into()));
         }
-        let taken = tx
-            .conn
-            .query_opt("SELECT id FROM accounts WHERE username_idx = $1", params![username_idx.clone()])?;
+        let taken = tx.conn.query_opt(
+            "SELECT id FROM accounts WHERE username_idx = $1",
+            params![username_idx.clone()],
+        )?;
         if taken.is_some() {
             return Err(Error::Conflict("that username is taken".into()));
         }
@@ -127,8 +135,7 @@ pub fn create_user(core: &Steward, actor: &Actor, tenant_id: &str, new: NewUser)
     })
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "id, subject_id, tenant_id, username_enc, role, disabled, created_at";
+const ACCOUNT_COLUMNS: &str = "id, subject_id, tenant_id, username_enc, role, disabled, created_at";
 
 fn account_from(core: &Steward, r: &steward_store::Row) -> Result<Account> {
     let subject_id = r.text(1)?;
@@ -147,7 +154,10 @@ fn account_from(core: &Steward, r: &steward_store::Row) -> Result<Account> {
 /// Users of a tenant (tenant-admin of that tenant, provider staff).
 pub fn list(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<Vec<Account>> {
     actor.require_tenant(tenant_id, "tenant")?;
-    actor.require_role(&[Role::TenantAdmin, Role::Operator, Role::Dpo], "list users")?;
+    actor.require_role(
+        &[Role::TenantAdmin, Role::Operator, Role::Dpo],
+        "list users",
+    )?;
     let rows = core.db.read(|c| {
         c.query(
             &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 ORDER BY created_at, id"),
@@ -196,7 +206,11 @@ pub fn login(core: &Steward, username: &str, pass: &str, ip: Option<&str>) -> Re
         core.db.write(|c: &mut dyn Conn| {
             c.execute(
                 "UPDATE accounts SET failed_logins = $1, locked_until = $2 WHERE id = $3",
-                params![fails, if wait > 0 { t + wait } else { 0 }, account_id.as_str()],
+                params![
+                    fails,
+                    if wait > 0 { t + wait } else { 0 },
+                    account_id.as_str()
+                ],
             )
         })?;
         return Err(failed());
@@ -300,7 +314,12 @@ pub fn logout(core: &Steward, bearer: &str) -> Result<()> {
 }
 
 /// Disables or re-enables an account; disabling revokes its sessions.
-pub fn set_disabled(core: &Steward, actor: &Actor, account_id: &str, disabled: bool) -> Result<Account> {
+pub fn set_disabled(
+    core: &Steward,
+    actor: &Actor,
+    account_id: &str,
+    disabled: bool,
+) -> Result<Account> {
     actor.require_role(&[Role::TenantAdmin, Role::Operator], "disable users")?;
     core.write(actor, |tx| {
         let row = tx
@@ -325,7 +344,12 @@ pub fn set_disabled(core: &Steward, actor: &Actor, account_id: &str, disabled: b
         tx.audit(Event {
             tenant_id: Some(tenant),
             subject_id: Some(row.text(1)?),
-            action: if disabled { "account.disable" } else { "account.enable" }.into(),
+            action: if disabled {
+                "account.disable"
+            } else {
+                "account.enable"
+            }
+            .into(),
             category: Some("account_credentials".into()),
             purpose: Some("administration".into()),
             ..Event::default()

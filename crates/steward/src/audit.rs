@@ -49,8 +49,17 @@ pub struct Entry {
 fn mac(keys: &KeyStore, prev: &[u8], e: &Entry, detail: &str) -> Vec<u8> {
     // A JSON array is an unambiguous, stable encoding of the fields.
     let canonical = serde_json::json!([
-        e.seq, e.at, e.actor, e.actor_role, e.tenant_id, e.subject_id, e.action,
-        e.category, e.purpose, e.recipient, detail
+        e.seq,
+        e.at,
+        e.actor,
+        e.actor_role,
+        e.tenant_id,
+        e.subject_id,
+        e.action,
+        e.category,
+        e.purpose,
+        e.recipient,
+        detail
     ])
     .to_string();
     keys.audit_key().mac(&[prev, canonical.as_bytes()]).to_vec()
@@ -78,10 +87,13 @@ pub(crate) fn append(
     let prev = if seq == 1 {
         vec![0u8; 32]
     } else {
-        c.query_opt("SELECT hash FROM audit_log WHERE seq = $1", params![seq - 1])?
-            .map(|r| r.bytes(0))
-            .transpose()?
-            .unwrap_or_else(|| vec![0u8; 32])
+        c.query_opt(
+            "SELECT hash FROM audit_log WHERE seq = $1",
+            params![seq - 1],
+        )?
+        .map(|r| r.bytes(0))
+        .transpose()?
+        .unwrap_or_else(|| vec![0u8; 32])
     };
     let detail = ev.detail.to_string();
     let entry = Entry {

@@ -153,10 +153,16 @@ pub fn record(core: &Steward, actor: &Actor, rec: Record) -> Result<ConsentEvent
     if let Some(e) = &rec.evidence
         && e.chars().count() > 2000
     {
-        return Err(Error::invalid("evidence", "evidence has at most 2000 characters"));
+        return Err(Error::invalid(
+            "evidence",
+            "evidence has at most 2000 characters",
+        ));
     }
     if !actor.is_self(&rec.subject_id) {
-        actor.require_role(&[Role::Operator, Role::Dpo], "record consent for someone else")?;
+        actor.require_role(
+            &[Role::Operator, Role::Dpo],
+            "record consent for someone else",
+        )?;
     }
     let single = rec.action == Action::Grant && rule == ConsentRule::SingleUse;
     core.write(actor, |tx| {
@@ -202,7 +208,12 @@ fn append(
             grant_id,
             rec.channel.as_str(),
             policy_version.as_str(),
-            fields::seal_opt(&key, "consent_events.evidence", &rec.subject_id, rec.evidence.as_deref())?,
+            fields::seal_opt(
+                &key,
+                "consent_events.evidence",
+                &rec.subject_id,
+                rec.evidence.as_deref()
+            )?,
             tx.actor.audit_id.as_str(),
             tx.at
         ],
@@ -269,7 +280,11 @@ fn event_from(core: &Steward, r: &Row) -> Result<ConsentEvent> {
 
 /// Folds a purpose's events (in ledger order) into its current state and the
 /// ids of unused single-use grants.
-fn fold(category: &str, purpose: &str, events: &[(String, Action, bool, Option<String>, i64)]) -> (ConsentState, Vec<String>) {
+fn fold(
+    category: &str,
+    purpose: &str,
+    events: &[(String, Action, bool, Option<String>, i64)],
+) -> (ConsentState, Vec<String>) {
     let mut state = ConsentState {
         category: category.to_owned(),
         purpose: purpose.to_owned(),
@@ -313,7 +328,15 @@ fn load_fold(
     )?;
     let events = rows
         .iter()
-        .map(|r| Ok((r.text(0)?, Action::parse(&r.text(1)?)?, r.bool(2)?, r.opt_text(3)?, r.i64(4)?)))
+        .map(|r| {
+            Ok((
+                r.text(0)?,
+                Action::parse(&r.text(1)?)?,
+                r.bool(2)?,
+                r.opt_text(3)?,
+                r.i64(4)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(fold(category, purpose, &events))
 }
@@ -345,9 +368,12 @@ pub(crate) fn consume_single_use(
     purpose: &str,
 ) -> Result<String> {
     let (_, open) = load_fold(tx.conn, subject_id, category, purpose)?;
-    let grant = open.into_iter().next().ok_or_else(|| Error::ConsentRequired {
-        purpose: purpose.to_owned(),
-    })?;
+    let grant = open
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::ConsentRequired {
+            purpose: purpose.to_owned(),
+        })?;
     let rec = Record {
         subject_id: subject_id.to_owned(),
         category: category.to_owned(),
@@ -361,10 +387,17 @@ pub(crate) fn consume_single_use(
 }
 
 /// Current state for every use of the policy that needs consent, and the full history.
-pub fn overview(core: &Steward, actor: &Actor, subject_id: &str) -> Result<(Vec<ConsentState>, Vec<ConsentEvent>)> {
+pub fn overview(
+    core: &Steward,
+    actor: &Actor,
+    subject_id: &str,
+) -> Result<(Vec<ConsentState>, Vec<ConsentEvent>)> {
     let (tenant, rows) = core.db.read(|c| {
         let tenant = c
-            .query_opt("SELECT tenant_id FROM subjects WHERE id = $1", params![subject_id])?
+            .query_opt(
+                "SELECT tenant_id FROM subjects WHERE id = $1",
+                params![subject_id],
+            )?
             .map(|r| r.text(0))
             .transpose()?;
         let rows = c.query(
@@ -375,7 +408,10 @@ pub fn overview(core: &Steward, actor: &Actor, subject_id: &str) -> Result<(Vec<
     })?;
     let tenant = tenant.ok_or_else(|| Error::NotFound("subject".into()))?;
     actor.require_subject(&tenant, subject_id)?;
-    let history = rows.iter().map(|r| event_from(core, r)).collect::<Result<Vec<_>>>()?;
+    let history = rows
+        .iter()
+        .map(|r| event_from(core, r))
+        .collect::<Result<Vec<_>>>()?;
     let states = core
         .policy
         .consentable_uses()
@@ -384,7 +420,15 @@ pub fn overview(core: &Steward, actor: &Actor, subject_id: &str) -> Result<(Vec<
             let events: Vec<_> = history
                 .iter()
                 .filter(|e| e.category == u.category && e.purpose == u.purpose)
-                .map(|e| (e.id.clone(), e.action, e.single_use, e.grant_id.clone(), e.at))
+                .map(|e| {
+                    (
+                        e.id.clone(),
+                        e.action,
+                        e.single_use,
+                        e.grant_id.clone(),
+                        e.at,
+                    )
+                })
                 .collect();
             fold(u.category, u.purpose, &events).0
         })

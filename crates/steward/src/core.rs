@@ -47,7 +47,8 @@ impl Steward {
             None => Policy::default_policy(),
             Some(path) => match steward_policy::load(path) {
                 Ok(checked) => {
-                    report.policy_warnings = checked.warnings.iter().map(|w| w.to_string()).collect();
+                    report.policy_warnings =
+                        checked.warnings.iter().map(|w| w.to_string()).collect();
                     checked.policy
                 }
                 Err(diags) => {
@@ -57,8 +58,9 @@ impl Steward {
             },
         };
         let master = match &settings.master_key {
-            Some(text) => MasterKey::parse(text)
-                .map_err(|e| Error::invalid("master-key", e.to_string()))?,
+            Some(text) => {
+                MasterKey::parse(text).map_err(|e| Error::invalid("master-key", e.to_string()))?
+            }
             None => {
                 let path = settings.master_key_path();
                 let (key, created) = MasterKey::load_or_create(&path)
@@ -183,7 +185,9 @@ pub mod fields {
     pub fn open(key: &DataKey, field: &str, subject_id: &str, sealed: &[u8]) -> Result<String> {
         let plain = key
             .decrypt(sealed, aad(field, subject_id).as_bytes())
-            .map_err(|_| Error::Keys(format!("{field} of subject {subject_id} does not decrypt")))?;
+            .map_err(|_| {
+                Error::Keys(format!("{field} of subject {subject_id} does not decrypt"))
+            })?;
         String::from_utf8(plain).map_err(|_| Error::Keys(format!("{field} is not UTF-8")))
     }
 

@@ -138,7 +138,11 @@ impl KeyStore {
                 let key = DataKey::unwrap(&self.master, &r.bytes(1)?, &subject_aad(&id))?;
                 c.execute(
                     "UPDATE subject_keys SET wrapped = $1, master_id = $2 WHERE subject_id = $3",
-                    params![key.wrap(new_master, &subject_aad(&id))?, new_master.id(), id],
+                    params![
+                        key.wrap(new_master, &subject_aad(&id))?,
+                        new_master.id(),
+                        id
+                    ],
                 )?;
                 n += 1;
             }
@@ -166,9 +170,9 @@ impl KeyStore {
     /// The last audit entry known to the key store: `(seq, hash)`. Kept apart from
     /// the audit log so that removing its newest entries is detected too.
     pub fn audit_anchor(&self) -> Result<Option<(i64, Vec<u8>)>> {
-        let row = self.db.read(|c| {
-            c.query_opt("SELECT seq, hash FROM audit_anchor WHERE id = 1", &[])
-        })?;
+        let row = self
+            .db
+            .read(|c| c.query_opt("SELECT seq, hash FROM audit_anchor WHERE id = 1", &[]))?;
         Ok(match row {
             Some(r) => Some((r.i64(0)?, r.bytes(1)?)),
             None => None,
@@ -198,7 +202,10 @@ fn system_key<K>(
     unwrap: impl Fn(&[u8]) -> std::result::Result<K, steward_crypto::Error>,
 ) -> Result<K> {
     let existing = db.read(|c| {
-        c.query_opt("SELECT wrapped FROM system_keys WHERE name = $1", params![name])
+        c.query_opt(
+            "SELECT wrapped FROM system_keys WHERE name = $1",
+            params![name],
+        )
     })?;
     if let Some(r) = existing {
         return unwrap(&r.bytes(0)?).map_err(|_| {
@@ -218,7 +225,10 @@ fn system_key<K>(
         )
     })?;
     let stored = db.read(|c| {
-        c.query_opt("SELECT wrapped FROM system_keys WHERE name = $1", params![name])
+        c.query_opt(
+            "SELECT wrapped FROM system_keys WHERE name = $1",
+            params![name],
+        )
     })?;
     match stored {
         Some(r) => Ok(unwrap(&r.bytes(0)?)?),

@@ -74,7 +74,12 @@ pub(crate) fn authorize(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Decision> {
     let audit_seq = tx.audit(Event {
         tenant_id: Some(tenant),
         subject_id: Some(u.subject_id.to_owned()),
-        action: if u.recipient.is_some() { "disclose" } else { "process" }.into(),
+        action: if u.recipient.is_some() {
+            "disclose"
+        } else {
+            "process"
+        }
+        .into(),
         category: Some(u.category.to_owned()),
         purpose: Some(u.purpose.to_owned()),
         recipient: u.recipient.map(str::to_owned),
@@ -91,6 +96,9 @@ pub(crate) fn authorize(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Decision> {
 /// The processing check as a service for systems around Steward (staff and
 /// employers' integrations).
 pub fn check(core: &Steward, actor: &Actor, u: &Use<'_>) -> Result<Decision> {
-    actor.require_role(&[Role::TenantAdmin, Role::Operator, Role::Dpo], "request processing")?;
+    actor.require_role(
+        &[Role::TenantAdmin, Role::Operator, Role::Dpo],
+        "request processing",
+    )?;
     core.write(actor, |tx| authorize(tx, u))
 }

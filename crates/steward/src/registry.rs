@@ -71,7 +71,10 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
 pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
     ("schema_migrations", "schema version bookkeeping"),
     ("counters", "sequence counters"),
-    ("tenants", "business customers: company names and customer numbers"),
+    (
+        "tenants",
+        "business customers: company names and customer numbers",
+    ),
     (
         "audit_log",
         "pseudonymous ids, actions, categories and purposes; no personal data",

@@ -90,7 +90,10 @@ pub(crate) fn normalize_new(core: &Steward, new: &NewSubject) -> Result<Normaliz
         .transpose()?;
     let name = match new.name.as_deref().map(str::trim) {
         Some(n) if n.chars().count() > 200 => {
-            return Err(Error::invalid("display_name", "a name has at most 200 characters"));
+            return Err(Error::invalid(
+                "display_name",
+                "a name has at most 200 characters",
+            ));
         }
         Some("") | None => None,
         Some(n) => Some(n.to_owned()),
@@ -156,10 +159,13 @@ fn decrypt(core: &Steward, r: &Row) -> Result<Subject> {
 
 /// The tenant a subject belongs to (no personal data), for scope checks.
 pub fn tenant_of(c: &mut dyn Conn, subject_id: &str) -> Result<String> {
-    c.query_opt("SELECT tenant_id FROM subjects WHERE id = $1", params![subject_id])?
-        .ok_or_else(|| Error::NotFound("subject".into()))?
-        .text(0)
-        .map_err(Into::into)
+    c.query_opt(
+        "SELECT tenant_id FROM subjects WHERE id = $1",
+        params![subject_id],
+    )?
+    .ok_or_else(|| Error::NotFound("subject".into()))?
+    .text(0)
+    .map_err(Into::into)
 }
 
 /// Reads a subject's record for `purpose`. Reads by anyone but the subject

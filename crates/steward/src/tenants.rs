@@ -49,7 +49,10 @@ pub(crate) fn ensure_provider(core: &Steward) -> Result<()> {
 fn check_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("name", "a tenant name has 1 to 200 characters"));
+        return Err(Error::invalid(
+            "name",
+            "a tenant name has 1 to 200 characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -60,7 +63,8 @@ fn check_customer_number(n: Option<&str>) -> Result<Option<String>> {
         Some(n)
             if !n.is_empty()
                 && n.len() <= 64
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_/.".contains(c)) =>
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_/.".contains(c)) =>
         {
             Ok(Some(n.to_owned()))
         }
@@ -85,7 +89,12 @@ pub fn create(
         let n = tx.conn.execute(
             "INSERT INTO tenants (id, name, customer_number, is_provider, created_at) \
              VALUES ($1, $2, $3, 0, $4) ON CONFLICT (customer_number) DO NOTHING",
-            params![id.as_str(), name.as_str(), customer_number.as_deref(), tx.at],
+            params![
+                id.as_str(),
+                name.as_str(),
+                customer_number.as_deref(),
+                tx.at
+            ],
         )?;
         if n == 0 {
             return Err(Error::Conflict(format!(
@@ -123,7 +132,10 @@ pub fn get(core: &Steward, actor: &Actor, id: &str) -> Result<Tenant> {
 /// The tenants the actor may see: all for provider staff, their own otherwise.
 pub fn list(core: &Steward, actor: &Actor) -> Result<Vec<Tenant>> {
     let rows = core.db.read(|c| {
-        c.query(&format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, id"), &[])
+        c.query(
+            &format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, id"),
+            &[],
+        )
     })?;
     rows.iter()
         .map(from_row)

@@ -44,11 +44,17 @@ fn scenario(env: &Env) {
     let session = accounts::login(core, "core-a-alice", PASSWORD, Some("192.0.2.7")).unwrap();
     let alice = accounts::authenticate(core, &session.token).unwrap();
     assert_eq!(alice.subject_id.as_deref(), Some(user.subject_id.as_str()));
-    assert!(matches!(accounts::login(core, "core-a-alice", "wrong password!", None), Err(Error::LoginFailed(_))));
+    assert!(matches!(
+        accounts::login(core, "core-a-alice", "wrong password!", None),
+        Err(Error::LoginFailed(_))
+    ));
     // Logout revokes the session.
     let other = accounts::login(core, "core-a-alice", PASSWORD, None).unwrap();
     accounts::logout(core, &other.token).unwrap();
-    assert!(matches!(accounts::authenticate(core, &other.token), Err(Error::Unauthenticated)));
+    assert!(matches!(
+        accounts::authenticate(core, &other.token),
+        Err(Error::Unauthenticated)
+    ));
 
     // The subject reads their own record, decrypted and normalised.
     let me = subjects::read(core, &alice, &user.subject_id, "administration").unwrap();
@@ -56,25 +62,73 @@ fn scenario(env: &Env) {
     assert_eq!(me.phone.as_deref(), Some("+447700900456"));
     // Subjects find nobody else, and staff of another tenant find nothing.
     let b_admin = accounts::actor_for(&b.admin);
-    assert!(matches!(subjects::read(core, &b_admin, &user.subject_id, "administration"), Err(Error::NotFound(_))));
+    assert!(matches!(
+        subjects::read(core, &b_admin, &user.subject_id, "administration"),
+        Err(Error::NotFound(_))
+    ));
     // The blind index finds alice for her tenant's admin.
     let a_admin = accounts::actor_for(&a.admin);
-    let found = subjects::find(core, &a_admin, &a.tenant.id, Some(" Core-A-Alice@Example.TEST "), None).unwrap();
+    let found = subjects::find(
+        core,
+        &a_admin,
+        &a.tenant.id,
+        Some(" Core-A-Alice@Example.TEST "),
+        None,
+    )
+    .unwrap();
     assert_eq!(found, vec![user.subject_id.clone()]);
-    let found = subjects::find(core, &a_admin, &a.tenant.id, None, Some("+44 7700 900456")).unwrap();
+    let found =
+        subjects::find(core, &a_admin, &a.tenant.id, None, Some("+44 7700 900456")).unwrap();
     assert_eq!(found, vec![user.subject_id.clone()]);
 
     // Standing consent: refused without, allowed with, refused after withdrawal.
-    let use_contacts = Use { subject_id: &user.subject_id, category: "device_contacts", purpose: "provision", recipient: None };
-    assert!(matches!(processing::check(core, &a_admin, &use_contacts), Err(Error::ConsentRequired { .. })));
-    consent::record(core, &alice, grant(&user.subject_id, "device_contacts", "provision", Action::Grant)).unwrap();
+    let use_contacts = Use {
+        subject_id: &user.subject_id,
+        category: "device_contacts",
+        purpose: "provision",
+        recipient: None,
+    };
+    assert!(matches!(
+        processing::check(core, &a_admin, &use_contacts),
+        Err(Error::ConsentRequired { .. })
+    ));
+    consent::record(
+        core,
+        &alice,
+        grant(
+            &user.subject_id,
+            "device_contacts",
+            "provision",
+            Action::Grant,
+        ),
+    )
+    .unwrap();
     let d = processing::check(core, &a_admin, &use_contacts).unwrap();
     assert!(d.allowed);
     // Consent to one use does not unlock another use of the same purpose.
-    let use_photos = Use { category: "photos_media", ..use_contacts.clone() };
-    assert!(matches!(processing::check(core, &a_admin, &use_photos), Err(Error::ConsentRequired { .. })));
-    consent::record(core, &alice, grant(&user.subject_id, "device_contacts", "provision", Action::Withdraw)).unwrap();
-    assert!(matches!(processing::check(core, &a_admin, &use_contacts), Err(Error::ConsentRequired { .. })));
+    let use_photos = Use {
+        category: "photos_media",
+        ..use_contacts.clone()
+    };
+    assert!(matches!(
+        processing::check(core, &a_admin, &use_photos),
+        Err(Error::ConsentRequired { .. })
+    ));
+    consent::record(
+        core,
+        &alice,
+        grant(
+            &user.subject_id,
+            "device_contacts",
+            "provision",
+            Action::Withdraw,
+        ),
+    )
+    .unwrap();
+    assert!(matches!(
+        processing::check(core, &a_admin, &use_contacts),
+        Err(Error::ConsentRequired { .. })
+    ));
 
     // Single-use consent: each grant authorises exactly one credit check.
     let credit = Use {
@@ -83,21 +137,79 @@ fn scenario(env: &Env) {
         purpose: "credit_check",
         recipient: Some("credit_agency"),
     };
-    assert!(matches!(processing::check(core, &a_admin, &credit), Err(Error::ConsentRequired { .. })));
-    consent::record(core, &alice, grant(&user.subject_id, "credit_checks", "credit_check", Action::Grant)).unwrap();
+    assert!(matches!(
+        processing::check(core, &a_admin, &credit),
+        Err(Error::ConsentRequired { .. })
+    ));
+    consent::record(
+        core,
+        &alice,
+        grant(
+            &user.subject_id,
+            "credit_checks",
+            "credit_check",
+            Action::Grant,
+        ),
+    )
+    .unwrap();
     let first = processing::check(core, &a_admin, &credit).unwrap();
     assert!(first.consumed_grant.is_some());
-    assert!(matches!(processing::check(core, &a_admin, &credit), Err(Error::ConsentRequired { .. })));
+    assert!(matches!(
+        processing::check(core, &a_admin, &credit),
+        Err(Error::ConsentRequired { .. })
+    ));
     // Two grants, one withdrawal: the withdrawal voids the unused grants.
-    consent::record(core, &alice, grant(&user.subject_id, "credit_checks", "credit_check", Action::Grant)).unwrap();
-    consent::record(core, &alice, grant(&user.subject_id, "credit_checks", "credit_check", Action::Grant)).unwrap();
-    consent::record(core, &alice, grant(&user.subject_id, "credit_checks", "credit_check", Action::Withdraw)).unwrap();
-    assert!(matches!(processing::check(core, &a_admin, &credit), Err(Error::ConsentRequired { .. })));
+    consent::record(
+        core,
+        &alice,
+        grant(
+            &user.subject_id,
+            "credit_checks",
+            "credit_check",
+            Action::Grant,
+        ),
+    )
+    .unwrap();
+    consent::record(
+        core,
+        &alice,
+        grant(
+            &user.subject_id,
+            "credit_checks",
+            "credit_check",
+            Action::Grant,
+        ),
+    )
+    .unwrap();
+    consent::record(
+        core,
+        &alice,
+        grant(
+            &user.subject_id,
+            "credit_checks",
+            "credit_check",
+            Action::Withdraw,
+        ),
+    )
+    .unwrap();
+    assert!(matches!(
+        processing::check(core, &a_admin, &credit),
+        Err(Error::ConsentRequired { .. })
+    ));
     // A recipient the policy does not declare for the category is refused.
-    let undeclared = Use { recipient: Some("mailchimp"), ..credit.clone() };
-    assert!(matches!(processing::check(core, &a_admin, &undeclared), Err(Error::Forbidden(_))));
+    let undeclared = Use {
+        recipient: Some("mailchimp"),
+        ..credit.clone()
+    };
+    assert!(matches!(
+        processing::check(core, &a_admin, &undeclared),
+        Err(Error::Forbidden(_))
+    ));
     // An undeclared purpose is refused with the declared ones named.
-    let bad = Use { purpose: "marketing", ..use_contacts.clone() };
+    let bad = Use {
+        purpose: "marketing",
+        ..use_contacts.clone()
+    };
     match processing::check(core, &a_admin, &bad) {
         Err(Error::Invalid { message, .. }) => assert!(message.contains("provision"), "{message}"),
         other => panic!("{other:?}"),
@@ -111,23 +223,49 @@ fn scenario(env: &Env) {
         ..grant(&user.subject_id, "photos_media", "provision", Action::Grant)
     };
     consent::record(core, &op, by_letter.clone()).unwrap();
-    assert!(matches!(consent::record(core, &a_admin, by_letter), Err(Error::Forbidden(_))));
+    assert!(matches!(
+        consent::record(core, &a_admin, by_letter),
+        Err(Error::Forbidden(_))
+    ));
     let (states, history) = consent::overview(core, &alice, &user.subject_id).unwrap();
-    let photos = states.iter().find(|s| s.category == "photos_media").unwrap();
+    let photos = states
+        .iter()
+        .find(|s| s.category == "photos_media")
+        .unwrap();
     assert!(photos.granted);
-    let contacts = states.iter().find(|s| s.category == "device_contacts").unwrap();
+    let contacts = states
+        .iter()
+        .find(|s| s.category == "device_contacts")
+        .unwrap();
     assert!(!contacts.granted);
-    let letter = history.iter().find(|e| e.channel == Channel::Letter).unwrap();
-    assert_eq!(letter.evidence.as_deref(), Some("letter of 2026-11-20, ref PCS-123"));
+    let letter = history
+        .iter()
+        .find(|e| e.channel == Channel::Letter)
+        .unwrap();
+    assert_eq!(
+        letter.evidence.as_deref(),
+        Some("letter of 2026-11-20, ref PCS-123")
+    );
     assert_eq!(letter.policy_version, core.policy.version());
     // Another tenant's staff cannot see the ledger.
-    assert!(matches!(consent::overview(core, &b_admin, &user.subject_id), Err(Error::NotFound(_))));
+    assert!(matches!(
+        consent::overview(core, &b_admin, &user.subject_id),
+        Err(Error::NotFound(_))
+    ));
 
     // The audit log records reads by others, consents and disclosures, and verifies.
     subjects::read(core, &a_admin, &user.subject_id, "administration").unwrap();
     let entries = audit::for_subject(&core.db, &user.subject_id).unwrap();
-    assert!(entries.iter().any(|e| e.action == "read" && e.actor == a_admin.audit_id));
-    assert!(entries.iter().any(|e| e.action == "disclose" && e.recipient.as_deref() == Some("credit_agency")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "read" && e.actor == a_admin.audit_id)
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "disclose" && e.recipient.as_deref() == Some("credit_agency"))
+    );
     assert!(entries.iter().any(|e| e.action == "consent.consume"));
     let v = audit::verify(&core.db, &core.keys).unwrap();
     assert!(v.ok, "{v:?}");
@@ -138,7 +276,12 @@ fn scenario(env: &Env) {
     let victim = n / 2;
     let original: String = core
         .db
-        .read(|c| c.query_opt("SELECT detail FROM audit_log WHERE seq = $1", params![victim]))
+        .read(|c| {
+            c.query_opt(
+                "SELECT detail FROM audit_log WHERE seq = $1",
+                params![victim],
+            )
+        })
         .unwrap()
         .unwrap()
         .text(0)
@@ -160,7 +303,10 @@ fn scenario(env: &Env) {
     core.db
         .write(|c: &mut dyn Conn| c.execute("DELETE FROM audit_log WHERE seq = $1", params![3i64]))
         .unwrap();
-    assert_eq!(audit::verify(&core.db, &core.keys).unwrap().first_broken, Some(3));
+    assert_eq!(
+        audit::verify(&core.db, &core.keys).unwrap().first_broken,
+        Some(3)
+    );
 
     // Crypto-shredding: once the key is gone the record cannot be read by anyone,
     // while the rows still exist.
@@ -174,7 +320,12 @@ fn scenario(env: &Env) {
 fn set_detail(env: &Env, seq: i64, detail: &str) {
     env.core
         .db
-        .write(|c: &mut dyn Conn| c.execute("UPDATE audit_log SET detail = $1 WHERE seq = $2", params![detail, seq]))
+        .write(|c: &mut dyn Conn| {
+            c.execute(
+                "UPDATE audit_log SET detail = $1 WHERE seq = $2",
+                params![detail, seq],
+            )
+        })
         .unwrap();
 }
 
@@ -182,24 +333,42 @@ fn set_detail(env: &Env, seq: i64, detail: &str) {
 fn registry_is_complete(env: &Env) {
     let tables = env.core.db.table_names().unwrap();
     for t in &tables {
-        let registered = PERSONAL_STORES.iter().any(|s| s.kind == StoreKind::Table && s.name == t);
+        let registered = PERSONAL_STORES
+            .iter()
+            .any(|s| s.kind == StoreKind::Table && s.name == t);
         let exempt = NON_PERSONAL_TABLES.iter().any(|(n, _)| n == t);
         assert!(
             registered ^ exempt,
             "table {t} must be registered in registry.rs as a personal store or listed as non-personal (exactly one)"
         );
     }
-    for s in PERSONAL_STORES.iter().filter(|s| s.kind == StoreKind::Table) {
-        assert!(tables.contains(&s.name.to_owned()), "registered store {} has no table", s.name);
+    for s in PERSONAL_STORES
+        .iter()
+        .filter(|s| s.kind == StoreKind::Table)
+    {
+        assert!(
+            tables.contains(&s.name.to_owned()),
+            "registered store {} has no table",
+            s.name
+        );
         let mut cols: Vec<&str> = s.subject_columns.to_vec();
         cols.extend(s.encrypted_columns);
         cols.extend(s.time_column);
         // Selecting the declared columns proves they exist.
         env.core
             .db
-            .read(|c| c.query(&format!("SELECT {} FROM {} LIMIT 1", cols.join(", "), s.name), &[]))
+            .read(|c| {
+                c.query(
+                    &format!("SELECT {} FROM {} LIMIT 1", cols.join(", "), s.name),
+                    &[],
+                )
+            })
             .unwrap_or_else(|e| panic!("store {}: {e}", s.name));
-        assert!(env.core.policy.category(s.category).is_some(), "store {}: unknown category", s.name);
+        assert!(
+            env.core.policy.category(s.category).is_some(),
+            "store {}: unknown category",
+            s.name
+        );
     }
     // Every *_enc column of every table is declared as encrypted by its store.
     for t in &tables {
@@ -218,7 +387,10 @@ fn column_names(env: &Env, table: &str) -> Vec<String> {
     env.core
         .db
         .read(|c| match c.backend() {
-            steward_store::Backend::Sqlite => c.query(&format!("SELECT name FROM pragma_table_info('{table}')"), &[]),
+            steward_store::Backend::Sqlite => c.query(
+                &format!("SELECT name FROM pragma_table_info('{table}')"),
+                &[],
+            ),
             steward_store::Backend::Postgres => c.query(
                 "SELECT column_name::text FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = $1",
@@ -275,13 +447,27 @@ fn no_identifier_reaches_the_data_directory_in_clear() {
         Record {
             channel: Channel::Phone,
             evidence: Some(format!("call with {name}")),
-            ..grant(&user.subject_id, "device_contacts", "provision", Action::Grant)
+            ..grant(
+                &user.subject_id,
+                "device_contacts",
+                "provision",
+                Action::Grant,
+            )
         },
     )
     .unwrap();
     subjects::read(core, &me, &user.subject_id, "administration").unwrap();
     // Checkpoint nothing: the WAL and the main file are both scanned as they are.
-    for needle in [email, "zebulon.quixote", name, "Quixote", "+447700900987", "7700900987", "zquixote", "198.51.100.77"] {
+    for needle in [
+        email,
+        "zebulon.quixote",
+        name,
+        "Quixote",
+        "+447700900987",
+        "7700900987",
+        "zquixote",
+        "198.51.100.77",
+    ] {
         let hits = common::files_containing(env.data_dir(), needle);
         assert!(hits.is_empty(), "{needle:?} found in clear in {hits:?}");
     }

@@ -27,7 +27,12 @@ fn steward(data: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, Str
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -39,7 +44,8 @@ fn steward(data: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, Str
 }
 
 fn json_of(stdout: &str) -> Value {
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
 }
 
 struct Served {
@@ -78,14 +84,26 @@ fn serve(data: &Path) -> Served {
             sink.lock().unwrap().push(line);
         }
     });
-    let base = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server did not start");
     Served { child, base, log }
 }
 
-fn call(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let mut req = reqwest::Client::new().request(method.parse().unwrap(), format!("{base}{path}"));
+        let mut req =
+            reqwest::Client::new().request(method.parse().unwrap(), format!("{base}{path}"));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -95,12 +113,21 @@ fn call(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     })
 }
 
 fn login(base: &str, username: &str, password: &str) -> String {
-    let (s, body) = call(base, "POST", "/api/v1/auth/login", None, Some(json!({"username": username, "password": password})));
+    let (s, body) = call(
+        base,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": username, "password": password})),
+    );
     assert_eq!(s, 200, "{body}");
     body["token"].as_str().unwrap().to_owned()
 }
@@ -114,7 +141,8 @@ fn a_new_user_end_to_end() {
     {
         let log = server.log.lock().unwrap();
         assert!(
-            log.iter().any(|l| l.contains("created a new master key at") && l.contains("master.key")),
+            log.iter()
+                .any(|l| l.contains("created a new master key at") && l.contains("master.key")),
             "first start must say where the master key is: {log:?}"
         );
     }
@@ -122,13 +150,36 @@ fn a_new_user_end_to_end() {
     assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
 
     // The CLI works on the same embedded store while the server runs.
-    let (code, out, err) = steward(&data, &["admin", "create-tenant", "--name", "Acme Telecom Ltd", "--customer-number", "PCS-1001", "--json"], None);
+    let (code, out, err) = steward(
+        &data,
+        &[
+            "admin",
+            "create-tenant",
+            "--name",
+            "Acme Telecom Ltd",
+            "--customer-number",
+            "PCS-1001",
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     let tenant = json_of(&out)["id"].as_str().unwrap().to_owned();
     let admin_pw = "admin password 123";
     let (code, out, err) = steward(
         &data,
-        &["admin", "create-user", "--tenant", &tenant, "--username", "acme-admin", "--role", "tenant-admin", "--password-stdin", "--json"],
+        &[
+            "admin",
+            "create-user",
+            "--tenant",
+            &tenant,
+            "--username",
+            "acme-admin",
+            "--role",
+            "tenant-admin",
+            "--password-stdin",
+            "--json",
+        ],
         Some(&format!("{admin_pw}\n")),
     );
     assert_eq!(code, 0, "{err}");
@@ -144,7 +195,9 @@ fn a_new_user_end_to_end() {
         "POST",
         &format!("/api/v1/tenants/{tenant}/users"),
         Some(&admin),
-        Some(json!({"username": "gwen", "password": user_pw, "role": "subject", "email": email, "phone": "07700 900321", "display_name": name})),
+        Some(
+            json!({"username": "gwen", "password": user_pw, "role": "subject", "email": email, "phone": "07700 900321", "display_name": name}),
+        ),
     );
     assert_eq!(s, 201, "{created}");
     let subject = created["subject_id"].as_str().unwrap().to_owned();
@@ -160,7 +213,9 @@ fn a_new_user_end_to_end() {
             "POST",
             &format!("/api/v1/subjects/{subject}/consents"),
             Some(&user),
-            Some(json!({"category": "device_contacts", "purpose": "provision", "action": action, "channel": "app"})),
+            Some(
+                json!({"category": "device_contacts", "purpose": "provision", "action": action, "channel": "app"}),
+            ),
         )
     };
     let process = || {
@@ -169,11 +224,17 @@ fn a_new_user_end_to_end() {
             "POST",
             "/api/v1/processing",
             Some(&admin),
-            Some(json!({"subject_id": subject, "category": "device_contacts", "purpose": "provision"})),
+            Some(
+                json!({"subject_id": subject, "category": "device_contacts", "purpose": "provision"}),
+            ),
         )
     };
     let (s, body) = process();
-    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("consent_required")), "{body}");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (403, Some("consent_required")),
+        "{body}"
+    );
     let (s, body) = consent("grant");
     assert_eq!(s, 201, "{body}");
     let (s, body) = process();
@@ -181,23 +242,58 @@ fn a_new_user_end_to_end() {
     let (s, _) = consent("withdraw");
     assert_eq!(s, 201);
     let (s, body) = process();
-    assert_eq!((s, body["error"]["code"].as_str()), (403, Some("consent_required")), "{body}");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (403, Some("consent_required")),
+        "{body}"
+    );
     // The ledger keeps the whole history.
-    let (s, body) = call(&base, "GET", &format!("/api/v1/subjects/{subject}/consents"), Some(&user), None);
+    let (s, body) = call(
+        &base,
+        "GET",
+        &format!("/api/v1/subjects/{subject}/consents"),
+        Some(&user),
+        None,
+    );
     assert_eq!(s, 200);
     assert_eq!(body["history"].as_array().unwrap().len(), 2);
 
     // Consent received by phone, recorded by an operator with the CLI.
     let (code, out, err) = steward(
         &data,
-        &["consent", "grant", "--subject-email", email, "--category", "photos_media", "--purpose", "provision", "--channel", "phone", "--evidence", "call 2026-11-26 10:14", "--json"],
+        &[
+            "consent",
+            "grant",
+            "--subject-email",
+            email,
+            "--category",
+            "photos_media",
+            "--purpose",
+            "provision",
+            "--channel",
+            "phone",
+            "--evidence",
+            "call 2026-11-26 10:14",
+            "--json",
+        ],
         None,
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(json_of(&out)["channel"], "phone");
     let (code, _, err) = steward(
         &data,
-        &["consent", "withdraw", "--subject-username", "gwen", "--category", "photos_media", "--purpose", "provision", "--channel", "letter"],
+        &[
+            "consent",
+            "withdraw",
+            "--subject-username",
+            "gwen",
+            "--category",
+            "photos_media",
+            "--purpose",
+            "provision",
+            "--channel",
+            "letter",
+        ],
         None,
     );
     assert_eq!(code, 0, "{err}");
@@ -212,7 +308,16 @@ fn a_new_user_end_to_end() {
     // The server's own log carries no personal data.
     {
         let log = server.log.lock().unwrap().join("\n");
-        for needle in [email, name, "Oakenshield", "7700900321", user_pw, admin_pw, &user, &admin] {
+        for needle in [
+            email,
+            name,
+            "Oakenshield",
+            "7700900321",
+            user_pw,
+            admin_pw,
+            &user,
+            &admin,
+        ] {
             assert!(!log.contains(needle), "server log contains {needle:?}");
         }
         assert!(log.contains("\"route\""), "requests are logged: {log}");
@@ -221,7 +326,14 @@ fn a_new_user_end_to_end() {
 
     // Every byte of the data directory (database, WAL, key store, blobs): no
     // identifier in clear.
-    for needle in [email, "oakenshield", name, "+447700900321", "gwen\u{0}", "acme-admin"] {
+    for needle in [
+        email,
+        "oakenshield",
+        name,
+        "+447700900321",
+        "gwen\u{0}",
+        "acme-admin",
+    ] {
         let hits = common::files_containing(&data, needle);
         assert!(hits.is_empty(), "{needle:?} in clear in {hits:?}");
     }
@@ -232,14 +344,34 @@ fn a_new_user_end_to_end() {
     assert_eq!(code, 0, "{err}");
     assert!(json_of(&out)["rewrapped"].as_u64().unwrap() >= 3);
     assert_ne!(std::fs::read(data.join("master.key")).unwrap(), old_key);
-    let (code, _, err) = steward(&data, &["consent", "grant", "--subject-username", "gwen", "--category", "photos_media", "--purpose", "provision", "--channel", "letter"], None);
+    let (code, _, err) = steward(
+        &data,
+        &[
+            "consent",
+            "grant",
+            "--subject-username",
+            "gwen",
+            "--category",
+            "photos_media",
+            "--purpose",
+            "provision",
+            "--channel",
+            "letter",
+        ],
+        None,
+    );
     assert_eq!(code, 0, "after rotation: {err}");
     let (code, _, _) = steward(&data, &["audit", "verify"], None);
     assert_eq!(code, 0);
 
     // Alter one audit row behind Steward's back: verify fails and names it.
     let db = rusqlite::Connection::open(data.join("steward.sqlite")).unwrap();
-    let n = db.execute("UPDATE audit_log SET actor = 'account:someone-else' WHERE seq = 4", []).unwrap();
+    let n = db
+        .execute(
+            "UPDATE audit_log SET actor = 'account:someone-else' WHERE seq = 4",
+            [],
+        )
+        .unwrap();
     assert_eq!(n, 1);
     drop(db);
     let (code, out, err) = steward(&data, &["audit", "verify"], None);

@@ -191,10 +191,12 @@ fn read_row(row: &postgres::Row) -> StoreResult<Row> {
             Type::BOOL => row
                 .try_get::<_, Option<bool>>(i)
                 .map(|o| o.map(|v| Value::Int(i64::from(v)))),
-            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map(|o| o.map(Value::Bytes)),
-            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
-                row.try_get::<_, Option<String>>(i).map(|o| o.map(Value::Text))
-            }
+            Type::BYTEA => row
+                .try_get::<_, Option<Vec<u8>>>(i)
+                .map(|o| o.map(Value::Bytes)),
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => row
+                .try_get::<_, Option<String>>(i)
+                .map(|o| o.map(Value::Text)),
             _ => {
                 return Err(StoreError::Type {
                     column: i,

@@ -27,7 +27,8 @@ fn connect(path: &Path) -> StoreResult<Connection> {
     )
     .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
     // Another process may hold the write lock for a moment: wait rather than fail.
-    conn.busy_timeout(Duration::from_secs(10)).map_err(map_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(map_err)?;
     // WAL lets readers and one writer (possibly in another process) work at once;
     // NORMAL sync is durable across application crashes and the usual WAL choice.
     // secure_delete overwrites deleted content so erased personal data does not
@@ -174,7 +175,9 @@ impl Conn for SqliteConn<'_> {
             .map_err(map_err)?;
         let n = stmt.column_count();
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(params.iter()), |r| read_row(r, n))
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                read_row(r, n)
+            })
             .map_err(map_err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_err)?;

@@ -36,7 +36,12 @@ fn conformance(db: &Db) {
     })
     .unwrap();
     let row = db
-        .read(|c| c.query_opt("SELECT id, n, blob, note FROM things WHERE id = $1", params!["a"]))
+        .read(|c| {
+            c.query_opt(
+                "SELECT id, n, blob, note FROM things WHERE id = $1",
+                params!["a"],
+            )
+        })
         .unwrap()
         .unwrap();
     assert_eq!(row.text(0).unwrap(), "a");
@@ -48,20 +53,34 @@ fn conformance(db: &Db) {
 
     // A literal containing "$1" is left alone by the placeholder rewrite.
     let lit = db
-        .read(|c| c.query_opt("SELECT '$1' || note FROM things WHERE id = $1", params!["zz"]))
+        .read(|c| {
+            c.query_opt(
+                "SELECT '$1' || note FROM things WHERE id = $1",
+                params!["zz"],
+            )
+        })
         .unwrap();
     assert!(lit.is_none());
 
     // Unique violations surface as Conflict.
     let dup = db.write(|c: &mut dyn Conn| {
-        c.execute("INSERT INTO things (id, n) VALUES ($1, $2)", params!["a", 2i64])
+        c.execute(
+            "INSERT INTO things (id, n) VALUES ($1, $2)",
+            params!["a", 2i64],
+        )
     });
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
 
     // A failed transaction leaves nothing behind.
     let res: Result<(), StoreError> = db.write(|c: &mut dyn Conn| {
-        c.execute("INSERT INTO things (id, n) VALUES ($1, $2)", params!["b", 2i64])?;
-        c.execute("INSERT INTO things (id, n) VALUES ($1, $2)", params!["a", 3i64])?;
+        c.execute(
+            "INSERT INTO things (id, n) VALUES ($1, $2)",
+            params!["b", 2i64],
+        )?;
+        c.execute(
+            "INSERT INTO things (id, n) VALUES ($1, $2)",
+            params!["a", 3i64],
+        )?;
         Ok(())
     });
     assert!(res.is_err());
@@ -105,7 +124,10 @@ fn conformance(db: &Db) {
                 ]
             });
             let n = c.copy_in("things", &["id", "n", "blob", "note"], &mut rows)?;
-            c.execute("INSERT INTO more (id, v) VALUES ($1, $2)", params![1i64, "x"])?;
+            c.execute(
+                "INSERT INTO more (id, v) VALUES ($1, $2)",
+                params![1i64, "x"],
+            )?;
             Ok::<_, StoreError>(n)
         })
         .unwrap();
@@ -142,7 +164,8 @@ fn conformance(db: &Db) {
                         )
                     })
                     .unwrap();
-                    db.read(|c| c.query("SELECT COUNT(*) FROM more", &[])).unwrap();
+                    db.read(|c| c.query("SELECT COUNT(*) FROM more", &[]))
+                        .unwrap();
                 }
             });
         }
@@ -182,7 +205,11 @@ fn bad_postgres_url_is_a_clear_error() {
     let err = Db::open_postgres("postgres://nobody@127.0.0.1:1/none", None).unwrap_err();
     assert!(matches!(err, StoreError::Connect(_)), "{err}");
     let err = Db::open_postgres("not a url at all", None).unwrap_err();
-    assert!(err.to_string().contains("PostgreSQL URL") || err.to_string().contains("connect"), "{err}");
-    let err = Db::open_postgres(&steward_store::testing::postgres_url(), Some("Bad-Name")).unwrap_err();
+    assert!(
+        err.to_string().contains("PostgreSQL URL") || err.to_string().contains("connect"),
+        "{err}"
+    );
+    let err =
+        Db::open_postgres(&steward_store::testing::postgres_url(), Some("Bad-Name")).unwrap_err();
     assert!(err.to_string().contains("schema name"), "{err}");
 }

@@ -38,7 +38,11 @@ async fn list_entries(
     blocking(&s, move |core| {
         a.require_role(&[Role::Dpo], "read the audit log")?;
         let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-        let tenant = if a.provider_staff { None } else { a.tenant_id.clone() };
+        let tenant = if a.provider_staff {
+            None
+        } else {
+            a.tenant_id.clone()
+        };
         audit::list(&core.db, p.after.unwrap_or(0), limit, tenant.as_deref())
     })
     .await
@@ -48,7 +52,10 @@ async fn list_entries(
 /// Verify the whole chain (provider DPO only: the chain spans all tenants).
 #[utoipa::path(get, path = "/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = Verification), (status = 403, body = ErrorBody)))]
-async fn verify_chain(State(s): State<AppState>, Authed(a): Authed) -> ApiResult<Json<Verification>> {
+async fn verify_chain(
+    State(s): State<AppState>,
+    Authed(a): Authed,
+) -> ApiResult<Json<Verification>> {
     blocking(&s, move |core| {
         a.require_role(&[Role::Dpo], "verify the audit log")?;
         a.require_provider_staff("verify the whole audit log")?;

@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -71,5 +71,7 @@ async fn logout(State(state): State<AppState>, parts: Parts) -> ApiResult<Status
 #[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Account), (status = 401, body = ErrorBody)))]
 async fn me(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Json<Account>> {
-    blocking(&state, move |core| accounts::me(core, &actor)).await.map(Json)
+    blocking(&state, move |core| accounts::me(core, &actor))
+        .await
+        .map(Json)
 }

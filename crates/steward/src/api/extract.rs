@@ -76,7 +76,10 @@ pub(crate) fn bearer(parts: &Parts) -> Option<String> {
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| ApiError::from(Error::Unauthenticated))?;
         let actor = blocking(state, move |core| accounts::authenticate(core, &token)).await?;
         Ok(Authed(actor))

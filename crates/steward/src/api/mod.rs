@@ -67,7 +67,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>, field: Option<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        field: Option<String>,
+    ) -> Self {
         ApiError {
             status,
             body: ErrorBody {
@@ -84,7 +89,8 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // Internal details go to the log, not to the client.
         let message = if status.is_server_error() && !matches!(e, Error::Busy(_)) {
             tracing::error!(error = %e, "request failed");
@@ -106,7 +112,8 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after
             && let Ok(v) = secs.to_string().parse()
         {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }
@@ -185,7 +192,9 @@ pub fn app(core: Arc<Steward>) -> Router {
     let state = AppState {
         core,
         login_gate: Arc::new(Semaphore::new(
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
         )),
         metrics: metrics_handle(),
         openapi: Arc::new(openapi),

@@ -40,9 +40,11 @@ async fn get_subject(
     ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> ApiResult<Json<Subject>> {
     let purpose = q.purpose.unwrap_or_else(|| "administration".to_owned());
-    blocking(&s, move |core| subjects::read(core, &a, &subject_id, &purpose))
-        .await
-        .map(Json)
+    blocking(&s, move |core| {
+        subjects::read(core, &a, &subject_id, &purpose)
+    })
+    .await
+    .map(Json)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

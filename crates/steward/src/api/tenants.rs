@@ -35,8 +35,13 @@ pub struct CreateTenant {
 /// Tenants the caller may see: all for provider staff, their own otherwise.
 #[utoipa::path(get, path = "/tenants", tag = "tenants", security(("bearer" = [])),
     responses((status = 200, body = Vec<Tenant>), (status = 401, body = ErrorBody)))]
-async fn list_tenants(State(s): State<AppState>, Authed(a): Authed) -> ApiResult<Json<Vec<Tenant>>> {
-    blocking(&s, move |core| tenants::list(core, &a)).await.map(Json)
+async fn list_tenants(
+    State(s): State<AppState>,
+    Authed(a): Authed,
+) -> ApiResult<Json<Vec<Tenant>>> {
+    blocking(&s, move |core| tenants::list(core, &a))
+        .await
+        .map(Json)
 }
 
 /// Create a tenant (provider staff only).
@@ -49,9 +54,11 @@ async fn create_tenant(
     Authed(a): Authed,
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    blocking(&s, move |core| tenants::create(core, &a, &req.name, req.customer_number.as_deref()))
-        .await
-        .map(|t| (StatusCode::CREATED, Json(t)))
+    blocking(&s, move |core| {
+        tenants::create(core, &a, &req.name, req.customer_number.as_deref())
+    })
+    .await
+    .map(|t| (StatusCode::CREATED, Json(t)))
 }
 
 /// One tenant.
@@ -63,7 +70,9 @@ async fn get_tenant(
     Authed(a): Authed,
     Path(tenant_id): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
-    blocking(&s, move |core| tenants::get(core, &a, &tenant_id)).await.map(Json)
+    blocking(&s, move |core| tenants::get(core, &a, &tenant_id))
+        .await
+        .map(Json)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,7 +95,9 @@ async fn list_users(
     Authed(a): Authed,
     Path(tenant_id): Path<String>,
 ) -> ApiResult<Json<Vec<Account>>> {
-    blocking(&s, move |core| accounts::list(core, &a, &tenant_id)).await.map(Json)
+    blocking(&s, move |core| accounts::list(core, &a, &tenant_id))
+        .await
+        .map(Json)
 }
 
 /// Create an app user in a tenant (the tenant's admin, or provider staff).
@@ -128,7 +139,11 @@ async fn disable_account(
     Authed(a): Authed,
     Path(account_id): Path<String>,
 ) -> ApiResult<Json<Account>> {
-    blocking(&s, move |core| accounts::set_disabled(core, &a, &account_id, true)).await.map(Json)
+    blocking(&s, move |core| {
+        accounts::set_disabled(core, &a, &account_id, true)
+    })
+    .await
+    .map(Json)
 }
 
 /// Re-enable an account.
@@ -140,7 +155,11 @@ async fn enable_account(
     Authed(a): Authed,
     Path(account_id): Path<String>,
 ) -> ApiResult<Json<Account>> {
-    blocking(&s, move |core| accounts::set_disabled(core, &a, &account_id, false)).await.map(Json)
+    blocking(&s, move |core| {
+        accounts::set_disabled(core, &a, &account_id, false)
+    })
+    .await
+    .map(Json)
 }
 
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
@@ -167,7 +186,10 @@ async fn find_subjects(
     ApiQuery(q): ApiQuery<FindQuery>,
 ) -> ApiResult<Json<FoundSubjects>> {
     blocking(&s, move |core| {
-        a.require_role(&[Role::TenantAdmin, Role::Operator, Role::Dpo], "search subjects")?;
+        a.require_role(
+            &[Role::TenantAdmin, Role::Operator, Role::Dpo],
+            "search subjects",
+        )?;
         subjects::find(core, &a, &tenant_id, q.email.as_deref(), q.phone.as_deref())
     })
     .await

@@ -105,16 +105,21 @@ fn pending_path(path: &std::path::Path) -> std::path::PathBuf {
 
 fn serve(settings: Settings, listen: &str, log_format: &str) -> Result<i32> {
     init_logging(log_format)?;
-    let addr: std::net::SocketAddr = listen
-        .parse()
-        .map_err(|_| invalid("listen", format!("{listen:?} is not an address like 127.0.0.1:8080")))?;
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("{listen:?} is not an address like 127.0.0.1:8080"),
+        )
+    })?;
     let core = Arc::new(open(settings)?);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Internal(e.to_string()))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| invalid("listen", format!("cannot listen on {addr}: {e}")))?;
-        let local = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         eprintln!(
             "steward: serving on http://{local} (database {}, key store {}, blobs {})",
             core.db.describe(),
@@ -134,11 +139,18 @@ fn serve(settings: Settings, listen: &str, log_format: &str) -> Result<i32> {
 fn init_logging(format: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let res = match format {
         "json" => builder.json().try_init(),
         "text" => builder.try_init(),
-        other => return Err(invalid("log-format", format!("{other:?}: expected json or text"))),
+        other => {
+            return Err(invalid(
+                "log-format",
+                format!("{other:?}: expected json or text"),
+            ));
+        }
     };
     res.map_err(|e| Error::Internal(e.to_string()))
 }
@@ -174,14 +186,19 @@ fn policy_check(file: &std::path::Path, json: bool) -> Result<i32> {
 fn policy_render(settings: &Settings, out: &std::path::Path, json: bool) -> Result<i32> {
     let policy = match &settings.policy_file {
         None => steward_policy::Policy::default_policy(),
-        Some(f) => steward_policy::load(f)
-            .map_err(|d| {
-                invalid(
-                    "policy",
-                    d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"),
-                )
-            })?
-            .policy,
+        Some(f) => {
+            steward_policy::load(f)
+                .map_err(|d| {
+                    invalid(
+                        "policy",
+                        d.iter()
+                            .map(|d| d.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    )
+                })?
+                .policy
+        }
     };
     let files = steward_policy::render::render_to_dir(&policy, out)
         .map_err(|e| invalid("out", format!("cannot write to {}: {e}", out.display())))?;
@@ -193,9 +210,16 @@ fn policy_render(settings: &Settings, out: &std::path::Path, json: bool) -> Resu
 fn admin(core: &Steward, cmd: AdminCommand, json: bool) -> Result<i32> {
     let actor = Actor::cli();
     match cmd {
-        AdminCommand::CreateTenant { name, customer_number } => {
+        AdminCommand::CreateTenant {
+            name,
+            customer_number,
+        } => {
             let t = tenants::create(core, &actor, &name, customer_number.as_deref())?;
-            emit(json, &serde_json::to_value(&t).unwrap_or_default(), &format!("created tenant {} ({})", t.id, t.name));
+            emit(
+                json,
+                &serde_json::to_value(&t).unwrap_or_default(),
+                &format!("created tenant {} ({})", t.id, t.name),
+            );
         }
         AdminCommand::CreateUser {
             tenant,
@@ -228,7 +252,13 @@ fn admin(core: &Steward, cmd: AdminCommand, json: bool) -> Result<i32> {
             emit(
                 json,
                 &serde_json::to_value(&acc).unwrap_or_default(),
-                &format!("created {} account {} (id {}, subject {})", acc.role.as_str(), acc.username, acc.id, acc.subject_id),
+                &format!(
+                    "created {} account {} (id {}, subject {})",
+                    acc.role.as_str(),
+                    acc.username,
+                    acc.id,
+                    acc.subject_id
+                ),
             );
         }
     }
@@ -248,16 +278,28 @@ pub(crate) fn resolve_subject(
     }
     let (sql, idx) = if let Some(e) = email {
         let n = normalize::email(&e).map_err(|e| invalid("subject-email", e.to_string()))?;
-        ("SELECT id FROM subjects WHERE email_idx = $1", core.keys.blind_index(IdentifierKind::Email, &n))
+        (
+            "SELECT id FROM subjects WHERE email_idx = $1",
+            core.keys.blind_index(IdentifierKind::Email, &n),
+        )
     } else if let Some(p) = phone {
         let n = normalize::phone(&p, &core.settings.default_region)
             .map_err(|e| invalid("subject-phone", e.to_string()))?;
-        ("SELECT id FROM subjects WHERE phone_idx = $1", core.keys.blind_index(IdentifierKind::Phone, &n))
+        (
+            "SELECT id FROM subjects WHERE phone_idx = $1",
+            core.keys.blind_index(IdentifierKind::Phone, &n),
+        )
     } else if let Some(u) = username {
         let n = normalize::username(&u).map_err(|e| invalid("subject-username", e.to_string()))?;
-        ("SELECT subject_id FROM accounts WHERE username_idx = $1", core.keys.blind_index(IdentifierKind::Username, &n))
+        (
+            "SELECT subject_id FROM accounts WHERE username_idx = $1",
+            core.keys.blind_index(IdentifierKind::Username, &n),
+        )
     } else {
-        return Err(invalid("subject", "name the subject: --subject, --subject-email, --subject-phone or --subject-username"));
+        return Err(invalid(
+            "subject",
+            "name the subject: --subject, --subject-email, --subject-phone or --subject-username",
+        ));
     };
     let rows = core.db.read(|c| c.query(sql, params![idx]))?;
     match rows.as_slice() {
@@ -271,7 +313,13 @@ pub(crate) fn resolve_subject(
 }
 
 fn consent_cmd(core: &Steward, action: Action, a: ConsentArgs, json: bool) -> Result<i32> {
-    let subject_id = resolve_subject(core, a.subject, a.subject_email, a.subject_phone, a.subject_username)?;
+    let subject_id = resolve_subject(
+        core,
+        a.subject,
+        a.subject_email,
+        a.subject_phone,
+        a.subject_username,
+    )?;
     let ev = consent::record(
         core,
         &Actor::cli(),
@@ -287,12 +335,25 @@ fn consent_cmd(core: &Steward, action: Action, a: ConsentArgs, json: bool) -> Re
     emit(
         json,
         &serde_json::to_value(&ev).unwrap_or_default(),
-        &format!("recorded consent {} for {} (event {})", if action == Action::Grant { "grant" } else { "withdrawal" }, ev.purpose, ev.id),
+        &format!(
+            "recorded consent {} for {} (event {})",
+            if action == Action::Grant {
+                "grant"
+            } else {
+                "withdrawal"
+            },
+            ev.purpose,
+            ev.id
+        ),
     );
     Ok(0)
 }
 
-fn rotate_master(settings: Settings, new_key_file: Option<std::path::PathBuf>, json: bool) -> Result<i32> {
+fn rotate_master(
+    settings: Settings,
+    new_key_file: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<i32> {
     let from_env = settings.master_key.is_some();
     let target = match (&new_key_file, from_env) {
         (Some(p), _) => p.clone(),
@@ -309,15 +370,27 @@ fn rotate_master(settings: Settings, new_key_file: Option<std::path::PathBuf>, j
     // Write the new key beside the old one first: if we stop half-way, the next
     // start finds it and finishes the rotation (see open_with_recovery).
     let pending = pending_path(&target);
-    new.write_to(&pending)
-        .map_err(|e| invalid("new-key-file", format!("cannot write {}: {e}", pending.display())))?;
+    new.write_to(&pending).map_err(|e| {
+        invalid(
+            "new-key-file",
+            format!("cannot write {}: {e}", pending.display()),
+        )
+    })?;
     let n = core.keys.rotate_master(&new)?;
     std::fs::rename(&pending, &target)
         .map_err(|e| Error::Keys(format!("cannot move {} into place: {e}", pending.display())))?;
-    let mut text = format!("re-wrapped {n} keys under master key {} ({})", new.id(), target.display());
+    let mut text = format!(
+        "re-wrapped {n} keys under master key {} ({})",
+        new.id(),
+        target.display()
+    );
     if from_env {
         text.push_str("\nset STEWARD_MASTER_KEY to the new key's contents before the next start");
     }
-    emit(json, &json!({ "rewrapped": n, "master_key_id": new.id(), "file": target.display().to_string() }), &text);
+    emit(
+        json,
+        &json!({ "rewrapped": n, "master_key_id": new.id(), "file": target.display().to_string() }),
+        &text,
+    );
     Ok(0)
 }

@@ -12,7 +12,11 @@ use crate::config::Settings;
 use crate::error::Error;
 
 #[derive(Debug, Parser)]
-#[command(name = "steward", version, about = "Personal data of a cloud communications provider, with data protection built in")]
+#[command(
+    name = "steward",
+    version,
+    about = "Personal data of a cloud communications provider, with data protection built in"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -23,10 +27,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Folder for the embedded database, key store, master key and blobs.
-    #[arg(long, global = true, env = "STEWARD_DATA_DIR", default_value = "steward-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_DATA_DIR",
+        default_value = "steward-data"
+    )]
     pub data_dir: PathBuf,
     /// Use PostgreSQL instead of the embedded SQLite file (postgres://user@host/db).
-    #[arg(long, global = true, env = "STEWARD_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// PostgreSQL schema for Steward's tables.
     #[arg(long, global = true, env = "STEWARD_DATABASE_SCHEMA")]
@@ -44,7 +58,12 @@ pub struct Global {
     #[arg(long, global = true, env = "STEWARD_POLICY")]
     pub policy: Option<PathBuf>,
     /// Region for phone numbers without a country code.
-    #[arg(long, global = true, env = "STEWARD_DEFAULT_REGION", default_value = "GB")]
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_DEFAULT_REGION",
+        default_value = "GB"
+    )]
     pub default_region: String,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
@@ -60,7 +79,9 @@ impl Global {
             key_store: self.key_store.clone(),
             // The master key itself is only ever read from the environment, so it
             // never appears in a process list.
-            master_key: std::env::var("STEWARD_MASTER_KEY").ok().filter(|k| !k.is_empty()),
+            master_key: std::env::var("STEWARD_MASTER_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
             master_key_file: self.master_key_file.clone(),
             blob_url: self.blob_url.clone(),
             policy_file: self.policy.clone(),

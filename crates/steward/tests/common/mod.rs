@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use steward::Steward;
 use steward::access::{Actor, Role};
 use steward::accounts::{self, Account, NewUser};
 use steward::config::Settings;
 use steward::tenants::{self, Tenant};
-use steward::Steward;
 use steward_store::testing::PgSchema;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -31,7 +31,12 @@ impl Env {
             ..Settings::default()
         };
         let (core, _) = Steward::open(settings.clone()).unwrap();
-        Env { dir, settings, core: Arc::new(core), pg: None }
+        Env {
+            dir,
+            settings,
+            core: Arc::new(core),
+            pg: None,
+        }
     }
 
     /// PostgreSQL in a fresh schema; `None` (skip) when unreachable outside CI.
@@ -45,7 +50,12 @@ impl Env {
             ..Settings::default()
         };
         let (core, _) = Steward::open(settings.clone()).unwrap();
-        Some(Env { dir, settings, core: Arc::new(core), pg: Some(pg) })
+        Some(Env {
+            dir,
+            settings,
+            core: Arc::new(core),
+            pg: Some(pg),
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -63,7 +73,8 @@ impl Drop for Env {
         if let Some(pg) = &self.pg {
             // The key store lives in a sibling schema.
             if let Ok(mut c) = postgres::Client::connect(&pg.url, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {}_keys CASCADE", pg.schema));
+                let _ =
+                    c.batch_execute(&format!("DROP SCHEMA IF EXISTS {}_keys CASCADE", pg.schema));
             }
         }
     }
@@ -98,8 +109,22 @@ pub fn new_user(username: &str, role: Role) -> NewUser {
 /// Creates a tenant and one account per role; `tag` keeps usernames unique.
 pub fn seed_tenant(core: &Steward, tag: &str) -> Seeded {
     let cli = Actor::cli();
-    let tenant = tenants::create(core, &cli, &format!("Tenant {tag}"), Some(&format!("C-{tag}"))).unwrap();
-    let mk = |name: &str, role| accounts::create_user(core, &cli, &tenant.id, new_user(&format!("{tag}-{name}"), role)).unwrap();
+    let tenant = tenants::create(
+        core,
+        &cli,
+        &format!("Tenant {tag}"),
+        Some(&format!("C-{tag}")),
+    )
+    .unwrap();
+    let mk = |name: &str, role| {
+        accounts::create_user(
+            core,
+            &cli,
+            &tenant.id,
+            new_user(&format!("{tag}-{name}"), role),
+        )
+        .unwrap()
+    };
     Seeded {
         subject: mk("user", Role::Subject),
         admin: mk("admin", Role::TenantAdmin),
@@ -111,7 +136,13 @@ pub fn seed_tenant(core: &Steward, tag: &str) -> Seeded {
 
 /// A provider staff account (operator or dpo of the provider's own tenant).
 pub fn provider_staff(core: &Steward, username: &str, role: Role) -> Account {
-    accounts::create_user(core, &Actor::cli(), tenants::PROVIDER_TENANT, new_user(username, role)).unwrap()
+    accounts::create_user(
+        core,
+        &Actor::cli(),
+        tenants::PROVIDER_TENANT,
+        new_user(username, role),
+    )
+    .unwrap()
 }
 
 /// A running HTTP server on 127.0.0.1 with a random port.
@@ -145,14 +176,27 @@ impl Server {
     }
 
     pub async fn login(&self, username: &str) -> String {
-        let (status, body) = self.call("POST", "/api/v1/auth/login", None, Some(json!({"username": username, "password": PASSWORD}))).await;
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": PASSWORD})),
+            )
+            .await;
         assert_eq!(status, 200, "login {username}: {body}");
         body["token"].as_str().unwrap().to_owned()
     }
 
     /// Sends a request; returns the status and the body parsed as JSON (or as a
     /// JSON string when it is not JSON).
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -168,7 +212,14 @@ impl Server {
     }
 
     /// Sends raw bytes with the given content type.
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method.parse().unwrap(), self.url(path))
@@ -180,7 +231,10 @@ impl Server {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 
@@ -212,12 +266,17 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Files under `dir` whose bytes contain `needle` (as UTF-8, and as UTF-16LE).
 pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let utf8 = needle.as_bytes().to_vec();
-    let utf16: Vec<u8> = needle.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let utf16: Vec<u8> = needle
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
     files_under(dir)
         .into_iter()
         .filter(|f| {
             let bytes = std::fs::read(f).unwrap_or_default();
-            [&utf8, &utf16].iter().any(|n| bytes.windows(n.len()).any(|w| w == n.as_slice()))
+            [&utf8, &utf16]
+                .iter()
+                .any(|n| bytes.windows(n.len()).any(|w| w == n.as_slice()))
         })
         .collect()
 }
