@@ -100,5 +100,24 @@ pub fn check(core: &Steward, actor: &Actor, u: &Use<'_>) -> Result<Decision> {
         &[Role::TenantAdmin, Role::Operator, Role::Dpo],
         "request processing",
     )?;
-    core.write(actor, |tx| authorize(tx, u))
+    match core.write(actor, |tx| authorize(tx, u)) {
+        Err(e @ (Error::ConsentRequired { .. } | Error::Forbidden(_))) => {
+            // The refused attempt rolled back with its transaction; record that it
+            // was made, so the DPO sees attempts to process without a basis.
+            core.write(actor, |tx| {
+                let tenant = subjects::tenant_of(tx.conn, u.subject_id)?;
+                tx.audit(Event {
+                    tenant_id: Some(tenant),
+                    subject_id: Some(u.subject_id.to_owned()),
+                    action: "process.refused".into(),
+                    category: Some(u.category.to_owned()),
+                    purpose: Some(u.purpose.to_owned()),
+                    recipient: u.recipient.map(str::to_owned),
+                    detail: serde_json::json!({ "reason": e.code() }),
+                })
+            })?;
+            Err(e)
+        }
+        other => other,
+    }
 }

@@ -267,6 +267,12 @@ fn scenario(env: &Env) {
             .any(|e| e.action == "disclose" && e.recipient.as_deref() == Some("credit_agency"))
     );
     assert!(entries.iter().any(|e| e.action == "consent.consume"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "process.refused" && e.detail["reason"] == "consent_required"),
+        "refusals are audited"
+    );
     let v = audit::verify(&core.db, &core.keys).unwrap();
     assert!(v.ok, "{v:?}");
     let n = v.entries;
