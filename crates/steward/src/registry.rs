@@ -1,7 +1,15 @@
 //! The one registry of stores that hold personal data. Export, erasure and
 //! retention walk this list, so a store is covered as soon as it is declared
-//! here; the test below fails when a table exists that is neither declared here
-//! nor listed as holding no personal data.
+//! here; a test (tests/core.rs) fails when a table exists that is neither
+//! declared here nor listed as holding no personal data.
+//!
+//! Conventions every store follows, so the walkers need no per-store code:
+//! * an encrypted column is named `<field>_enc` and sealed with AAD
+//!   `"<table>.<field>|<subject id>"` under the key of the subject named by its
+//!   owner column;
+//! * columns ending in `_idx` (blind indexes) or `_hash` (password and token
+//!   hashes) are derived values: never exported;
+//! * stores are listed parents first; erasure walks the list backwards.
 
 /// One place where personal data lives.
 #[derive(Debug, Clone, Copy)]
@@ -14,8 +22,9 @@ pub struct PersonalStore {
     /// Columns naming the subject(s) a row concerns. A row shared by two people
     /// (a call, a chat) names both; each one's fields are sealed with their own key.
     pub subject_columns: &'static [&'static str],
-    /// Columns sealed with a subject's data key.
-    pub encrypted_columns: &'static [&'static str],
+    /// Columns sealed with a subject's data key, each with the subject column
+    /// naming whose key: `(encrypted column, owner subject column)`.
+    pub encrypted_columns: &'static [(&'static str, &'static str)],
     /// Column holding the time retention counts from, when rows age individually.
     pub time_column: Option<&'static str>,
     pub description: &'static str,
@@ -34,7 +43,7 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         kind: StoreKind::Table,
         category: "contact_details",
         subject_columns: &["id"],
-        encrypted_columns: &["email_enc", "phone_enc", "name_enc"],
+        encrypted_columns: &[("email_enc", "id"), ("phone_enc", "id"), ("name_enc", "id")],
         time_column: None,
         description: "who the subject is: email, phone number, name",
     },
@@ -43,7 +52,7 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         kind: StoreKind::Table,
         category: "account_credentials",
         subject_columns: &["subject_id"],
-        encrypted_columns: &["username_enc"],
+        encrypted_columns: &[("username_enc", "subject_id")],
         time_column: None,
         description: "app account: username and argon2id password hash",
     },
@@ -52,7 +61,7 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         kind: StoreKind::Table,
         category: "account_credentials",
         subject_columns: &["subject_id"],
-        encrypted_columns: &["ip_enc"],
+        encrypted_columns: &[("ip_enc", "subject_id")],
         time_column: Some("created_at"),
         description: "login sessions with the login IP address",
     },
@@ -61,7 +70,7 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         kind: StoreKind::Table,
         category: "consent_records",
         subject_columns: &["subject_id"],
-        encrypted_columns: &["evidence_enc"],
+        encrypted_columns: &[("evidence_enc", "subject_id")],
         time_column: None,
         description: "the consent ledger: grants, withdrawals, single-use consumptions",
     },
@@ -85,9 +94,31 @@ pub fn store(name: &str) -> Option<&'static PersonalStore> {
     PERSONAL_STORES.iter().find(|s| s.name == name)
 }
 
+impl PersonalStore {
+    /// The AAD field name of an encrypted column: `subjects.email` for `email_enc`.
+    pub fn field_name(&self, column: &str) -> String {
+        format!("{}.{}", self.name, column.strip_suffix("_enc").unwrap_or(column))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encrypted_columns_follow_the_conventions() {
+        for s in PERSONAL_STORES {
+            for (col, owner) in s.encrypted_columns {
+                assert!(col.ends_with("_enc"), "{}.{col} must end in _enc", s.name);
+                assert!(
+                    s.subject_columns.contains(owner),
+                    "{}.{col}: owner {owner} is not a subject column",
+                    s.name
+                );
+            }
+        }
+        assert_eq!(store("subjects").map(|s| s.field_name("email_enc")).as_deref(), Some("subjects.email"));
+    }
 
     #[test]
     fn every_registered_category_is_in_the_default_policy() {

@@ -358,7 +358,7 @@ fn registry_is_complete(env: &Env) {
             s.name
         );
         let mut cols: Vec<&str> = s.subject_columns.to_vec();
-        cols.extend(s.encrypted_columns);
+        cols.extend(s.encrypted_columns.iter().map(|(c, _)| *c));
         cols.extend(s.time_column);
         // Selecting the declared columns proves they exist.
         env.core
@@ -382,7 +382,7 @@ fn registry_is_complete(env: &Env) {
         for c in cols.iter().filter(|c| c.ends_with("_enc")) {
             let store = PERSONAL_STORES.iter().find(|s| s.name == t);
             assert!(
-                store.is_some_and(|s| s.encrypted_columns.contains(&c.as_str())),
+                store.is_some_and(|s| s.encrypted_columns.iter().any(|(e, _)| e == c)),
                 "{t}.{c} is encrypted personal data but not declared in registry.rs"
             );
         }
