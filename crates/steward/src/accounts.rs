@@ -4,7 +4,8 @@
 //! the client once; the database keeps only its SHA-256, so a copy of the
 //! database cannot be used to log in. Failed logins slow the account down
 //! (1, 2, 4 … 64 s between attempts after the third failure) and then lock it
-//! for 15 minutes after the tenth; a success resets the count.
+//! for 15 minutes after the tenth; a success resets the count. Failures are
+//! counted per typed username, existing or not (see `login_throttle`).
 
 use serde::Serialize;
 use steward_crypto::{IdentifierKind, normalize, password, token};
@@ -151,70 +152,71 @@ fn account_from(core: &Steward, r: &steward_store::Row) -> Result<Account> {
     })
 }
 
-/// Users of a tenant (tenant-admin of that tenant, provider staff).
+/// Users of a tenant (tenant-admin of that tenant, provider staff). The listing
+/// decrypts usernames, so it is audited (one entry for the tenant).
 pub fn list(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<Vec<Account>> {
     actor.require_tenant(tenant_id, "tenant")?;
     actor.require_role(
         &[Role::TenantAdmin, Role::Operator, Role::Dpo],
         "list users",
     )?;
-    let rows = core.db.read(|c| {
-        c.query(
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 ORDER BY created_at, id"),
+    core.write(actor, |tx| {
+        let rows = tx.conn.query(
+            &format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 ORDER BY created_at, id"
+            ),
             params![tenant_id],
-        )
-    })?;
-    rows.iter().map(|r| account_from(core, r)).collect()
+        )?;
+        tx.audit(Event {
+            tenant_id: Some(tenant_id.to_owned()),
+            action: "read".into(),
+            category: Some("account_credentials".into()),
+            purpose: Some("provision".into()),
+            detail: serde_json::json!({ "accounts": rows.len() }),
+            ..Event::default()
+        })?;
+        rows.iter().map(|r| account_from(tx.core, r)).collect()
+    })
 }
 
 /// Checks a username and password and opens a session. `ip` is the client's
 /// address, kept (encrypted) with the session as the statement says.
 pub fn login(core: &Steward, username: &str, pass: &str, ip: Option<&str>) -> Result<Session> {
     let failed = || Error::LoginFailed("wrong username or password".into());
-    let Ok(username) = normalize::username(username) else {
-        password::dummy_verify(pass);
-        return Err(failed());
-    };
-    let idx = core.keys.blind_index(IdentifierKind::Username, &username);
-    let row = core.db.read(|c| {
-        c.query_opt(
-            "SELECT id, password_hash, disabled, failed_logins, locked_until FROM accounts \
-             WHERE username_idx = $1",
-            params![idx],
-        )
+    // Throttling is keyed by what was typed, account or not, so an attacker learns
+    // nothing about which usernames exist from when they get slowed down.
+    let typed = normalize::username(username).unwrap_or_else(|_| username.trim().to_lowercase());
+    let idx = core.keys.blind_index(IdentifierKind::Username, &typed);
+    let t = now();
+    let (throttle, row) = core.db.read(|c| {
+        let throttle = c.query_opt(
+            "SELECT locked_until FROM login_throttle WHERE key_idx = $1",
+            params![idx.clone()],
+        )?;
+        let row = c.query_opt(
+            "SELECT id, password_hash, disabled FROM accounts WHERE username_idx = $1",
+            params![idx.clone()],
+        )?;
+        Ok((throttle, row))
     })?;
-    let Some(row) = row else {
-        // Spend the same time as a real check so usernames cannot be probed.
-        password::dummy_verify(pass);
+    if let Some(locked_until) = throttle.map(|r| r.i64(0)).transpose()?
+        && locked_until > t
+    {
+        return Err(Error::Throttled(locked_until - t));
+    }
+    let verified = match &row {
+        Some(r) => password::verify(&r.text(1)?, pass),
+        None => {
+            // Spend the same time as a real check so usernames cannot be probed.
+            password::dummy_verify(pass);
+            false
+        }
+    };
+    let Some(row) = row.filter(|_| verified) else {
+        record_failure(core, &idx, t)?;
         return Err(failed());
     };
     let account_id = row.text(0)?;
-    let t = now();
-    let locked_until = row.i64(4)?;
-    if locked_until > t {
-        return Err(Error::Throttled(locked_until - t));
-    }
-    if !password::verify(&row.text(1)?, pass) {
-        let fails = row.i64(3)? + 1;
-        let wait = if fails >= LOCK_AFTER {
-            LOCK_SECS
-        } else if fails >= SLOW_AFTER {
-            1i64 << (fails - SLOW_AFTER).min(6)
-        } else {
-            0
-        };
-        core.db.write(|c: &mut dyn Conn| {
-            c.execute(
-                "UPDATE accounts SET failed_logins = $1, locked_until = $2 WHERE id = $3",
-                params![
-                    fails,
-                    if wait > 0 { t + wait } else { 0 },
-                    account_id.as_str()
-                ],
-            )
-        })?;
-        return Err(failed());
-    }
     if row.bool(2)? {
         return Err(Error::LoginFailed("this account is disabled".into()));
     }
@@ -231,8 +233,8 @@ pub fn login(core: &Steward, username: &str, pass: &str, ip: Option<&str>) -> Re
     let key = core.subject_key(&account.subject_id)?;
     core.write(&actor, |tx| {
         tx.conn.execute(
-            "UPDATE accounts SET failed_logins = 0, locked_until = 0 WHERE id = $1",
-            params![account.id.as_str()],
+            "DELETE FROM login_throttle WHERE key_idx = $1",
+            params![idx.clone()],
         )?;
         tx.conn.execute(
             "INSERT INTO sessions (token_hash, account_id, subject_id, ip_enc, created_at, expires_at) \
@@ -261,6 +263,40 @@ pub fn login(core: &Steward, username: &str, pass: &str, ip: Option<&str>) -> Re
         token,
         expires_at,
         account,
+    })
+}
+
+/// Counts a failed login for the typed username and sets how long the next
+/// attempt must wait. One statement increments, so parallel guesses all count.
+fn record_failure(core: &Steward, idx: &[u8], t: i64) -> Result<()> {
+    core.db.write(|c: &mut dyn Conn| -> Result<()> {
+        let fails = c
+            .query_opt(
+                "INSERT INTO login_throttle (key_idx, failures, locked_until, updated_at) \
+                 VALUES ($1, 1, 0, $2) ON CONFLICT (key_idx) DO UPDATE \
+                 SET failures = login_throttle.failures + 1, updated_at = $2 RETURNING failures",
+                params![idx.to_vec(), t],
+            )?
+            .map(|r| r.i64(0))
+            .transpose()?
+            .unwrap_or(1);
+        let wait = if fails >= LOCK_AFTER {
+            LOCK_SECS
+        } else if fails >= SLOW_AFTER {
+            1i64 << (fails - SLOW_AFTER).min(6)
+        } else {
+            0
+        };
+        c.execute(
+            "UPDATE login_throttle SET locked_until = $1 WHERE key_idx = $2",
+            params![if wait > 0 { t + wait } else { 0 }, idx.to_vec()],
+        )?;
+        // Forget counters nobody has touched for a day.
+        c.execute(
+            "DELETE FROM login_throttle WHERE updated_at < $1",
+            params![t - 86_400],
+        )?;
+        Ok(())
     })
 }
 
@@ -351,7 +387,7 @@ pub fn set_disabled(
             }
             .into(),
             category: Some("account_credentials".into()),
-            purpose: Some("administration".into()),
+            purpose: Some("security".into()),
             ..Event::default()
         })?;
         let mut account = account_from(tx.core, &row)?;

@@ -129,8 +129,10 @@ fn consent_rule(core: &Steward, category: &str, purpose: &str) -> Result<Consent
         .map(|u| u.consent)
         .ok_or_else(|| {
             let known: Vec<String> = uses.iter().map(|u| format!("{}/{}", u.category, u.purpose)).collect();
+            // Name the part that is wrong: a category the policy lacks, or a purpose.
+            let field = if core.policy.category(category).is_none() { "category" } else { "purpose" };
             Error::invalid(
-                "purpose",
+                field,
                 format!(
                     "{category}/{purpose} is not a use that needs consent in the policy (consent uses: {})",
                     known.join(", ")
@@ -408,6 +410,20 @@ pub fn overview(
     })?;
     let tenant = tenant.ok_or_else(|| Error::NotFound("subject".into()))?;
     actor.require_subject(&tenant, subject_id)?;
+    if !actor.is_self(subject_id) {
+        // Staff reading someone's consent history (with its evidence) is a read of
+        // their personal data.
+        core.write(actor, |tx| {
+            tx.audit(Event {
+                tenant_id: Some(tenant.clone()),
+                subject_id: Some(subject_id.to_owned()),
+                action: "read".into(),
+                category: Some("consent_records".into()),
+                purpose: Some("accountability".into()),
+                ..Event::default()
+            })
+        })?;
+    }
     let history = rows
         .iter()
         .map(|r| event_from(core, r))

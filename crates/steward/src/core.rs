@@ -37,12 +37,7 @@ impl Steward {
     /// Opens (and on first use, creates) everything the settings point at.
     pub fn open(settings: Settings) -> Result<(Steward, OpenReport)> {
         let mut report = OpenReport::default();
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            Error::invalid(
-                "data-dir",
-                format!("cannot create {}: {e}", settings.data_dir.display()),
-            )
-        })?;
+        create_private_dir(&settings.data_dir)?;
         let policy = match &settings.policy_file {
             None => Policy::default_policy(),
             Some(path) => match steward_policy::load(path) {
@@ -113,8 +108,12 @@ impl Steward {
             head = tx.audit_head.take();
             Ok(v)
         })?;
-        if let Some((seq, hash)) = head {
-            self.keys.set_audit_anchor(seq, &hash)?;
+        if let Some((seq, hash)) = head
+            && let Err(e) = self.keys.set_audit_anchor(seq, &hash)
+        {
+            // The change is committed; failing the call now would misreport it. A
+            // lagging anchor only narrows what truncation `audit verify` can see.
+            tracing::warn!(error = %e, seq, "could not move the audit anchor");
         }
         Ok(out)
     }
@@ -123,6 +122,24 @@ impl Steward {
     pub fn subject_key(&self, subject_id: &str) -> Result<DataKey> {
         self.keys.require_subject_key(subject_id)
     }
+}
+
+/// Creates the data directory readable by its owner only (it holds the database,
+/// the key store and the master key file). An existing directory is left as is.
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| Error::invalid("data-dir", format!("cannot create {}: {e}", dir.display())))
 }
 
 fn key_schema(settings: &Settings) -> String {

@@ -3,8 +3,8 @@
 //!
 //! Erasing a subject deletes their wrapped data key here. Every ciphertext of
 //! theirs, in the data store, in blobs, in backups and replicas, is unreadable from
-//! that moment (crypto-shredding). The data store's backups therefore never hold
-//! keys, and the key store's own backups are kept short (see docs/OPERATIONS.md).
+//! that moment (crypto-shredding), provided the key store is backed up apart
+//! from the data, with a short retention (see docs/SECURITY.md).
 
 use steward_crypto::{BlindIndexKey, DataKey, IdentifierKind, MacKey, MasterKey};
 use steward_store::{Conn, Db, params};
@@ -74,13 +74,23 @@ impl KeyStore {
     pub fn create_subject_key(&self, subject_id: &str) -> Result<DataKey> {
         let key = DataKey::generate()?;
         let wrapped = key.wrap(&self.master, &subject_aad(subject_id))?;
-        self.db.write(|c: &mut dyn Conn| {
+        // Insert only while this process's master key is still the store's: after
+        // `keys rotate-master` ran elsewhere, a running server must not wrap new
+        // keys under the retired master (they would be unreadable after restart).
+        let n = self.db.write(|c: &mut dyn Conn| {
             c.execute(
                 "INSERT INTO subject_keys (subject_id, wrapped, master_id, created_at) \
-                 VALUES ($1, $2, $3, $4)",
+                 SELECT $1, $2, $3, $4 WHERE EXISTS \
+                 (SELECT 1 FROM system_keys WHERE name = 'blind-index' AND master_id = $3)",
                 params![subject_id, wrapped, self.master.id(), now()],
             )
         })?;
+        if n == 0 {
+            return Err(Error::Keys(
+                "the master key was rotated by another process: restart Steward with the new key"
+                    .into(),
+            ));
+        }
         Ok(key)
     }
 

@@ -6,7 +6,7 @@
 //! systems (the PBX, the mailing tool, the credit-check client) call the API.
 
 use serde::Serialize;
-use steward_policy::{ConsentRule, LawfulBasis};
+use steward_policy::{ConsentRule, LawfulBasis, UseError};
 use utoipa::ToSchema;
 
 use crate::access::{Actor, Role};
@@ -36,15 +36,27 @@ pub struct Decision {
     pub audit_seq: i64,
 }
 
-/// Checks a use of personal data inside `tx` and records it. Fails with
-/// `ConsentRequired` when consent is needed and absent.
-pub(crate) fn authorize(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Decision> {
+/// What [`permit`] established about an allowed use.
+pub(crate) struct Permit {
+    pub tenant: String,
+    pub basis: LawfulBasis,
+    pub consumed_grant: Option<String>,
+}
+
+/// The checks every use of a subject's data passes, inside `tx`: the subject is
+/// in the actor's scope, the policy declares the use (and the recipient), and
+/// consent is in force where the policy needs it (a single-use grant is
+/// consumed). Writes no audit entry: the caller records what it did.
+pub(crate) fn permit(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Permit> {
     let tenant = subjects::tenant_of(tx.conn, u.subject_id)?;
     tx.actor.require_subject(&tenant, u.subject_id)?;
-    let rule = tx
-        .policy()
-        .check_use(u.category, u.purpose)
-        .map_err(|e| Error::invalid("purpose", e.to_string()))?;
+    let rule = tx.policy().check_use(u.category, u.purpose).map_err(|e| {
+        let field = match e {
+            UseError::UnknownCategory { .. } => "category",
+            UseError::UndeclaredPurpose { .. } => "purpose",
+        };
+        Error::invalid(field, e.to_string())
+    })?;
     if let Some(r) = u.recipient {
         let declared = tx
             .policy()
@@ -71,6 +83,22 @@ pub(crate) fn authorize(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Decision> {
             u.purpose,
         )?),
     };
+    Ok(Permit {
+        tenant,
+        basis: rule.basis,
+        consumed_grant,
+    })
+}
+
+/// Checks a use of personal data inside `tx` and records it as processing (or
+/// as a disclosure, with a recipient). Fails with `ConsentRequired` when consent
+/// is needed and absent.
+pub(crate) fn authorize(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Decision> {
+    let Permit {
+        tenant,
+        basis,
+        consumed_grant,
+    } = permit(tx, u)?;
     let audit_seq = tx.audit(Event {
         tenant_id: Some(tenant),
         subject_id: Some(u.subject_id.to_owned()),
@@ -87,7 +115,7 @@ pub(crate) fn authorize(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Decision> {
     })?;
     Ok(Decision {
         allowed: true,
-        lawful_basis: rule.basis,
+        lawful_basis: basis,
         consumed_grant,
         audit_seq,
     })

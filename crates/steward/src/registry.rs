@@ -85,6 +85,10 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
         "business customers: company names and customer numbers",
     ),
     (
+        "login_throttle",
+        "failure counters keyed by a keyed hash of the attempted username; rows expire after a day",
+    ),
+    (
         "audit_log",
         "pseudonymous ids, actions, categories and purposes; no personal data",
     ),
@@ -97,7 +101,11 @@ pub fn store(name: &str) -> Option<&'static PersonalStore> {
 impl PersonalStore {
     /// The AAD field name of an encrypted column: `subjects.email` for `email_enc`.
     pub fn field_name(&self, column: &str) -> String {
-        format!("{}.{}", self.name, column.strip_suffix("_enc").unwrap_or(column))
+        format!(
+            "{}.{}",
+            self.name,
+            column.strip_suffix("_enc").unwrap_or(column)
+        )
     }
 }
 
@@ -117,7 +125,12 @@ mod tests {
                 );
             }
         }
-        assert_eq!(store("subjects").map(|s| s.field_name("email_enc")).as_deref(), Some("subjects.email"));
+        assert_eq!(
+            store("subjects")
+                .map(|s| s.field_name("email_enc"))
+                .as_deref(),
+            Some("subjects.email")
+        );
     }
 
     #[test]

@@ -51,9 +51,16 @@ CREATE TABLE accounts (
     password_hash TEXT NOT NULL,
     role TEXT NOT NULL,
     disabled BIGINT NOT NULL DEFAULT 0,
-    failed_logins BIGINT NOT NULL DEFAULT 0,
-    locked_until BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL
+);
+
+-- Failed logins per attempted username (its blind index), whether or not the
+-- account exists, so throttling never reveals which usernames are real.
+CREATE TABLE login_throttle (
+    key_idx BYTEA PRIMARY KEY,
+    failures BIGINT NOT NULL,
+    locked_until BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
 );
 CREATE INDEX accounts_tenant ON accounts (tenant_id);
 

@@ -10,6 +10,7 @@ use crate::access::Actor;
 use crate::audit::Event;
 use crate::core::{Steward, Tx, fields};
 use crate::error::{Error, Result};
+use crate::processing::{self, Use};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -168,15 +169,18 @@ pub fn tenant_of(c: &mut dyn Conn, subject_id: &str) -> Result<String> {
     .map_err(Into::into)
 }
 
-/// Reads a subject's record for `purpose`. Reads by anyone but the subject
-/// themself are audited.
+/// Reads a subject's record for `purpose`: the same checks as any processing
+/// (scope, declared purpose, consent where the purpose needs it). Reads by
+/// anyone but the subject themself are audited.
 pub fn read(core: &Steward, actor: &Actor, subject_id: &str, purpose: &str) -> Result<Subject> {
     core.write(actor, |tx| {
-        let tenant = tenant_of(tx.conn, subject_id)?;
-        actor.require_subject(&tenant, subject_id)?;
-        tx.policy()
-            .check_use("contact_details", purpose)
-            .map_err(|e| Error::invalid("purpose", e.to_string()))?;
+        let use_ = Use {
+            subject_id,
+            category: "contact_details",
+            purpose,
+            recipient: None,
+        };
+        let permit = processing::permit(tx, &use_)?;
         let row = tx
             .conn
             .query_opt(
@@ -186,7 +190,7 @@ pub fn read(core: &Steward, actor: &Actor, subject_id: &str, purpose: &str) -> R
             .ok_or_else(|| Error::NotFound("subject".into()))?;
         if !actor.is_self(subject_id) {
             tx.audit(Event {
-                tenant_id: Some(tenant),
+                tenant_id: Some(permit.tenant),
                 subject_id: Some(subject_id.to_owned()),
                 action: "read".into(),
                 category: Some("contact_details".into()),
@@ -198,8 +202,9 @@ pub fn read(core: &Steward, actor: &Actor, subject_id: &str, purpose: &str) -> R
     })
 }
 
-/// Finds subjects in a tenant by email, phone number or both (through the blind
-/// index). Returns ids only; reading them is a separate, audited step.
+/// Finds subjects in a tenant by email or, when no email is given, by phone
+/// number (through the blind index). Returns ids only; reading them is a
+/// separate, audited step. The search itself is audited too.
 pub fn find(
     core: &Steward,
     actor: &Actor,
@@ -226,13 +231,24 @@ pub fn find(
         ),
         (None, None) => return Err(Error::invalid("email", "give an email or a phone number")),
     };
-    let rows = core.db.read(|c| {
-        c.query(
+    core.write(actor, |tx| {
+        let rows = tx.conn.query(
             &format!("SELECT id FROM subjects WHERE tenant_id = $1 AND {col} = $2 ORDER BY id"),
-            params![tenant_id, idx],
-        )
-    })?;
-    rows.iter().map(|r| r.text(0).map_err(Into::into)).collect()
+            params![tenant_id, idx.clone()],
+        )?;
+        let ids = rows
+            .iter()
+            .map(|r| r.text(0).map_err(Into::into))
+            .collect::<Result<Vec<String>>>()?;
+        tx.audit(Event {
+            tenant_id: Some(tenant_id.to_owned()),
+            action: "search".into(),
+            category: Some("contact_details".into()),
+            detail: serde_json::json!({ "by": col.trim_end_matches("_idx"), "matches": ids.len() }),
+            ..Event::default()
+        })?;
+        Ok(ids)
+    })
 }
 
 /// Records that the subject engaged with the provider now: the retention

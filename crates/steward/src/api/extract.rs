@@ -25,7 +25,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/json"));
+            .is_some_and(is_json);
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -50,18 +50,55 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `application/json` or `application/…+json`, in any case, with any
+/// parameters (`; charset=utf-8`); not look-alikes such as `application/jsonp`.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let field = (path != ".").then_some(path);
-        let message = match &field {
-            Some(f) => format!("field {f}: {inner}"),
-            None => format!("invalid JSON: {inner}"),
+        let message = match &path[..] {
+            "." if inner.is_data() => format!("invalid request body: {inner}"),
+            "." => format!("invalid JSON: {inner}"),
+            f => format!("field {f}: {inner}"),
         };
+        // A missing or repeated field is reported at its parent's path; serde
+        // names it in the message.
+        let field = (path != ".")
+            .then_some(path)
+            .or_else(|| named_field(&message));
         ApiError::new(StatusCode::BAD_REQUEST, "invalid", message, field)
-    })
+    })?;
+    // Only whitespace may follow the value: `{…} garbage` is not JSON.
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("invalid JSON: {e}"),
+            None,
+        )
+    })?;
+    Ok(value)
+}
+
+fn named_field(message: &str) -> Option<String> {
+    ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| {
+            let rest = &message[message.find(p)? + p.len()..];
+            rest.split('`').next().map(str::to_owned)
+        })
 }
 
 /// The authenticated caller, from `Authorization: Bearer <token>`.
@@ -96,5 +133,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| ApiQuery(q.0))
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text(), None))
+    }
+}
+
+/// Path parameters, rejected in the API's error shape (a parameter that is not
+/// UTF-8 once percent-decoded, for one) with the parameter named.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| {
+                let field = match &e {
+                    PathRejection::FailedToDeserializePathParams(d) => match d.kind() {
+                        ErrorKind::ParseErrorAtKey { key, .. }
+                        | ErrorKind::InvalidUtf8InPathParam { key }
+                        | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let status = e.status();
+                let code = if status.is_client_error() {
+                    "invalid"
+                } else {
+                    "internal"
+                };
+                ApiError::new(status, code, e.body_text(), field)
+            })
     }
 }

@@ -51,7 +51,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: invalid, unauthenticated, login_failed, throttled, forbidden,
-    /// consent_required, not_found, conflict, payload_too_large, busy, internal.
+    /// consent_required, not_found, method_not_allowed, conflict,
+    /// payload_too_large, busy, internal.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one.
@@ -202,6 +203,15 @@ pub fn app(core: Arc<Steward>) -> Router {
     api.merge(system::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+        })
+        // The Allow header (set by the router) lists the methods the route has.
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this route does not take {method}"),
+                None,
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn(observe))

@@ -1,14 +1,14 @@
 //! A subject's record, consents, and the processing check.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::ApiQuery;
+use super::extract::{ApiPath, ApiQuery};
 use super::{ApiJson, ApiResult, AppState, Authed, ErrorBody, blocking};
 use crate::consent::{self, Action, Channel, ConsentEvent, ConsentState, Record};
 use crate::processing::{self, Decision, Use};
@@ -36,7 +36,7 @@ pub struct ReadQuery {
 async fn get_subject(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(subject_id): Path<String>,
+    ApiPath(subject_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> ApiResult<Json<Subject>> {
     let purpose = q.purpose.unwrap_or_else(|| "administration".to_owned());
@@ -60,7 +60,7 @@ pub struct Consents {
 async fn get_consents(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(subject_id): Path<String>,
+    ApiPath(subject_id): ApiPath<String>,
 ) -> ApiResult<Json<Consents>> {
     blocking(&s, move |core| consent::overview(core, &a, &subject_id))
         .await
@@ -90,7 +90,7 @@ pub struct ConsentRequest {
 async fn post_consent(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(subject_id): Path<String>,
+    ApiPath(subject_id): ApiPath<String>,
     ApiJson(req): ApiJson<ConsentRequest>,
 ) -> ApiResult<(StatusCode, Json<ConsentEvent>)> {
     blocking(&s, move |core| {

@@ -1,14 +1,14 @@
 //! Tenants (employers) and their users.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::ApiQuery;
+use super::extract::{ApiPath, ApiQuery};
 use super::{ApiJson, ApiResult, AppState, Authed, ErrorBody, blocking};
 use crate::access::Role;
 use crate::accounts::{self, Account, NewUser};
@@ -68,7 +68,7 @@ async fn create_tenant(
 async fn get_tenant(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(tenant_id): Path<String>,
+    ApiPath(tenant_id): ApiPath<String>,
 ) -> ApiResult<Json<Tenant>> {
     blocking(&s, move |core| tenants::get(core, &a, &tenant_id))
         .await
@@ -93,7 +93,7 @@ pub struct CreateUser {
 async fn list_users(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(tenant_id): Path<String>,
+    ApiPath(tenant_id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<Account>>> {
     blocking(&s, move |core| accounts::list(core, &a, &tenant_id))
         .await
@@ -108,7 +108,7 @@ async fn list_users(
 async fn create_user(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(tenant_id): Path<String>,
+    ApiPath(tenant_id): ApiPath<String>,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<Account>)> {
     blocking(&s, move |core| {
@@ -137,7 +137,7 @@ async fn create_user(
 async fn disable_account(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(account_id): Path<String>,
+    ApiPath(account_id): ApiPath<String>,
 ) -> ApiResult<Json<Account>> {
     blocking(&s, move |core| {
         accounts::set_disabled(core, &a, &account_id, true)
@@ -153,7 +153,7 @@ async fn disable_account(
 async fn enable_account(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(account_id): Path<String>,
+    ApiPath(account_id): ApiPath<String>,
 ) -> ApiResult<Json<Account>> {
     blocking(&s, move |core| {
         accounts::set_disabled(core, &a, &account_id, false)
@@ -182,7 +182,7 @@ pub struct FoundSubjects {
 async fn find_subjects(
     State(s): State<AppState>,
     Authed(a): Authed,
-    Path(tenant_id): Path<String>,
+    ApiPath(tenant_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<FindQuery>,
 ) -> ApiResult<Json<FoundSubjects>> {
     blocking(&s, move |core| {

@@ -127,13 +127,35 @@ fn serve(settings: Settings, listen: &str, log_format: &str) -> Result<i32> {
             core.blobs.describe()
         );
         tracing::info!(%local, "listening");
-        crate::api::serve(core, listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))
+        crate::api::serve(core, listener, shutdown_signal())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))
     })?;
     Ok(0)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what service managers send), so in-flight
+/// requests finish before the process exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
 }
 
 fn init_logging(format: &str) -> Result<()> {
@@ -370,6 +392,12 @@ fn rotate_master(
     // Write the new key beside the old one first: if we stop half-way, the next
     // start finds it and finishes the rotation (see open_with_recovery).
     let pending = pending_path(&target);
+    if pending.exists() {
+        // The current key opened the store, so a leftover pending key belongs to a
+        // rotation that stopped before re-wrapping anything: it is unused.
+        std::fs::remove_file(&pending)
+            .map_err(|e| Error::Keys(format!("cannot remove stale {}: {e}", pending.display())))?;
+    }
     new.write_to(&pending).map_err(|e| {
         invalid(
             "new-key-file",

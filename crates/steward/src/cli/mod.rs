@@ -212,7 +212,11 @@ pub fn main() -> i32 {
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Bad input names the field at fault, as the API's error body does.
+            match e.field() {
+                Some(field) => eprintln!("error: {field}: {e}"),
+                None => eprintln!("error: {e}"),
+            }
             e.exit_code()
         }
     }

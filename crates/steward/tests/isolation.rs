@@ -1,0 +1,565 @@
+//! Tenant isolation, per endpoint, enumerated: every route of the server's own
+//! OpenAPI document is called by every role of tenant A against tenant B's
+//! objects, and must yield nothing of B. A route added later is covered without
+//! touching this file, unless it has a path parameter or a request body this file
+//! does not know yet, in which case the test fails and says what to add.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Env, PASSWORD, Seeded, Server, provider_staff, seed_tenant};
+use serde_json::{Value, json};
+use steward::access::{Actor, Role};
+use steward::accounts::Account;
+
+/// HTTP methods an OpenAPI path item can hold operations under.
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "patch", "head", "options", "trace",
+];
+
+/// Operations that need no token, with the reason. Any other operation the
+/// document declares without `security` fails the test.
+const PUBLIC: [(&str, &str, &str); 2] = [
+    (
+        "POST",
+        "/api/v1/auth/login",
+        "logging in is by credentials, not by tenant",
+    ),
+    (
+        "GET",
+        "/api/v1/policy",
+        "the privacy notice as data: no tenant data",
+    ),
+];
+
+const LOGIN: &str = "/api/v1/auth/login";
+const LOGOUT: &str = "/api/v1/auth/logout";
+
+/// One operation of the OpenAPI document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Op {
+    method: String,
+    path: String,
+    /// Declares `security` (needs a bearer token).
+    secured: bool,
+}
+
+impl Op {
+    fn key(&self) -> (String, String) {
+        (self.method.clone(), self.path.clone())
+    }
+}
+
+/// What staff calling a request naming B must get, proving it points at B's
+/// real objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StaffExpect {
+    Success,
+    /// Creating a tenant with B's customer number collides with B.
+    Conflict,
+}
+
+/// A concrete request for an operation, aimed at tenant B.
+#[derive(Debug, Clone)]
+struct Request {
+    url: String,
+    body: Option<Value>,
+    /// The request names one of B's objects (path or body): A must get 403/404.
+    names_b: bool,
+    staff: StaffExpect,
+}
+
+/// Tenant B's identifiers: none may appear in any answer to A.
+struct TenantB {
+    seeded: Seeded,
+}
+
+impl TenantB {
+    fn tenant_id(&self) -> &str {
+        &self.seeded.tenant.id
+    }
+    fn subject(&self) -> &Account {
+        &self.seeded.subject
+    }
+    /// The account named by `{account_id}`.
+    fn account(&self) -> &Account {
+        &self.seeded.subject
+    }
+
+    fn needles(&self) -> Vec<String> {
+        let t = &self.seeded.tenant;
+        let mut n = vec![t.id.clone(), t.name.clone()];
+        n.extend(t.customer_number.clone());
+        for a in self.seeded.all() {
+            n.push(a.id.clone());
+            n.push(a.subject_id.clone());
+            n.push(a.username.clone());
+            n.push(format!("{}@example.test", a.username));
+            n.push(format!("Person {}", a.username));
+        }
+        n.into_iter().map(|s| s.to_lowercase()).collect()
+    }
+
+    /// B's identifiers found in `body`.
+    fn found_in(&self, body: &Value) -> Vec<String> {
+        let text = body.to_string().to_lowercase();
+        self.needles()
+            .into_iter()
+            .filter(|n| text.contains(n.as_str()))
+            .collect()
+    }
+}
+
+/// Every operation in the document.
+fn operations(doc: &Value) -> Vec<Op> {
+    let paths = doc["paths"]
+        .as_object()
+        .expect("the OpenAPI document has paths");
+    let mut ops = Vec::new();
+    for (path, item) in paths {
+        let item = item.as_object().expect("a path item is an object");
+        for m in METHODS {
+            if let Some(op) = item.get(m) {
+                let secured = op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|s| !s.is_empty());
+                ops.push(Op {
+                    method: m.to_uppercase(),
+                    path: path.clone(),
+                    secured,
+                });
+            }
+        }
+    }
+    ops.sort();
+    ops
+}
+
+/// Substitutes path parameters with B's ids; fails for a parameter this test
+/// does not know.
+fn substitute(path: &str, b: &TenantB) -> (String, bool) {
+    let mut out = String::new();
+    let mut named = false;
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .unwrap_or_else(|| panic!("malformed path template {path}"));
+        out.push_str(&rest[..start]);
+        let param = &rest[start + 1..end];
+        let value = match param {
+            "tenant_id" => b.tenant_id().to_owned(),
+            "subject_id" => b.subject().subject_id.clone(),
+            "account_id" => b.account().id.clone(),
+            other => panic!(
+                "route {path} has path parameter {{{other}}}, which tests/isolation.rs cannot \
+                 fill in: add a substitution with tenant B's matching id to `substitute`, so that \
+                 tenant isolation is checked for this route"
+            ),
+        };
+        out.push_str(&value);
+        named = true;
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    (out, named)
+}
+
+/// A valid request for `op` aimed at B: path parameters, query and body.
+fn request_for(op: &Op, b: &TenantB) -> Request {
+    let (mut url, named_in_path) = substitute(&op.path, b);
+    let mut staff = StaffExpect::Success;
+    let mut names_b = named_in_path;
+    // Query parameters that make a request meaningful (without them staff would
+    // get 400 and the baseline would prove nothing).
+    match (op.method.as_str(), op.path.as_str()) {
+        ("GET", "/api/v1/tenants/{tenant_id}/subjects") => {
+            url.push_str(&format!("?email={}@example.test", b.subject().username));
+        }
+        // All entries, not a first page, so nothing escapes the scan.
+        ("GET", "/api/v1/audit") => url.push_str("?limit=1000"),
+        _ => {}
+    }
+    let body = match (op.method.as_str(), op.path.as_str()) {
+        ("GET", _) => None,
+        // Special cases handled by the caller.
+        ("POST", LOGIN) | ("POST", LOGOUT) => None,
+        ("POST", "/api/v1/tenants") => {
+            names_b = true;
+            staff = StaffExpect::Conflict;
+            Some(json!({
+                "name": b.seeded.tenant.name,
+                "customer_number": b.seeded.tenant.customer_number,
+            }))
+        }
+        ("POST", "/api/v1/tenants/{tenant_id}/users") => Some(json!({
+            "username": "isolation-new-user",
+            "password": PASSWORD,
+            "role": "subject",
+            "email": "isolation-new-user@example.test",
+        })),
+        ("POST", "/api/v1/accounts/{account_id}/disable")
+        | ("POST", "/api/v1/accounts/{account_id}/enable") => None,
+        ("POST", "/api/v1/subjects/{subject_id}/consents") => Some(json!({
+            "category": "device_contacts",
+            "purpose": "provision",
+            "action": "withdraw",
+            "channel": "phone",
+            "evidence": "isolation test",
+        })),
+        ("POST", "/api/v1/processing") => {
+            names_b = true;
+            Some(json!({
+                "subject_id": b.subject().subject_id,
+                "category": "contact_details",
+                "purpose": "administration",
+            }))
+        }
+        (m, p) => panic!(
+            "route {m} {p} has no request builder in tests/isolation.rs: add one to \
+             `request_for` that builds a valid request aimed at tenant B, so that tenant \
+             isolation is checked for this route"
+        ),
+    };
+    Request {
+        url,
+        body,
+        names_b,
+        staff,
+    }
+}
+
+async fn login_with(server: &Server, username: &str, password: &str) -> (u16, Value) {
+    server
+        .call(
+            "POST",
+            LOGIN,
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
+    let started = std::time::Instant::now();
+    let env = Env::sqlite();
+    let core = env.core.clone();
+    let a = seed_tenant(&core, "alpha");
+    let b = TenantB {
+        seeded: seed_tenant(&core, "zulu"),
+    };
+    let staff_op = provider_staff(&core, "staff-op", Role::Operator);
+    let staff_dpo = provider_staff(&core, "staff-dpo", Role::Dpo);
+    let server = Server::start(core.clone()).await;
+
+    // B's footprint: a consent, a processing check, a read.
+    let b_subject_token = server.login(&b.subject().username).await;
+    let b_admin_token = server.login(&b.seeded.admin.username).await;
+    let consents = format!("/api/v1/subjects/{}/consents", b.subject().subject_id);
+    let grant = json!({"category": "device_contacts", "purpose": "provision", "action": "grant"});
+    let (s, body) = server
+        .call("POST", &consents, Some(&b_subject_token), Some(grant))
+        .await;
+    assert_eq!(s, 201, "B's subject grants consent: {body}");
+    let check = json!({"subject_id": b.subject().subject_id, "category": "device_contacts", "purpose": "provision"});
+    let (s, body) = server
+        .call(
+            "POST",
+            "/api/v1/processing",
+            Some(&b_admin_token),
+            Some(check),
+        )
+        .await;
+    assert_eq!(s, 200, "B's admin checks processing: {body}");
+    assert_eq!(body["allowed"], true, "{body}");
+    let (s, body) = server
+        .call(
+            "GET",
+            &format!("/api/v1/subjects/{}", b.subject().subject_id),
+            Some(&b_admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "B's admin reads B's subject: {body}");
+    let b_users_before = steward::accounts::list(&core, &Actor::cli(), b.tenant_id()).unwrap();
+    let (b_consent_before, b_history_before) =
+        steward::consent::overview(&core, &Actor::cli(), &b.subject().subject_id).unwrap();
+
+    // The routes, from the server itself.
+    let (s, doc) = server.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(s, 200, "{doc}");
+    let ops = operations(&doc);
+    assert!(
+        ops.len() >= 10,
+        "suspiciously few operations in the OpenAPI document: {ops:?}"
+    );
+    let declared_public: BTreeSet<(String, String)> =
+        ops.iter().filter(|o| !o.secured).map(Op::key).collect();
+    let known_public: BTreeSet<(String, String)> = PUBLIC
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        declared_public, known_public,
+        "the operations the OpenAPI document declares without `security` differ from the \
+         ones tests/isolation.rs knows to be public; a new public route needs a reason in PUBLIC \
+         (and a check that it reveals no tenant data)"
+    );
+    // Build every request first: an unknown parameter or body fails before any call.
+    let requests: Vec<(Op, Request)> = ops
+        .iter()
+        .map(|o| (o.clone(), request_for(o, &b)))
+        .collect();
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut exercised: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut calls = 0usize;
+    // Status per route and role of A, printed at the end (run with --nocapture).
+    let mut matrix: Vec<String> = Vec::new();
+
+    // Without a token: every non-public route answers 401.
+    for (op, req) in &requests {
+        if !op.secured {
+            continue;
+        }
+        let (s, body) = server
+            .call(&op.method, &req.url, None, req.body.clone())
+            .await;
+        calls += 1;
+        if s != 401 {
+            failures.push(format!(
+                "no token: {} {} gave {s}, expected 401: {body}",
+                op.method, op.path
+            ));
+        }
+        let leaked = b.found_in(&body);
+        if !leaked.is_empty() {
+            failures.push(format!(
+                "no token: {} {} leaked {leaked:?}: {body}",
+                op.method, op.path
+            ));
+        }
+    }
+
+    // Every role of A, every route.
+    let a_accounts: [(&str, &Account); 4] = [
+        ("subject", &a.subject),
+        ("tenant-admin", &a.admin),
+        ("operator", &a.operator),
+        ("dpo", &a.dpo),
+    ];
+    let b_accounts = b.seeded.all();
+    for (i, (role, account)) in a_accounts.iter().enumerate() {
+        let mut token = server.login(&account.username).await;
+        for (op, req) in &requests {
+            exercised.insert(op.key());
+            let who = format!("A's {role} ({})", account.username);
+            let (s, body) = match (op.method.as_str(), op.path.as_str()) {
+                // Log in is by credentials: A (of any role) cannot log in as B's
+                // user without B's password.
+                ("POST", LOGIN) => {
+                    let target = &b_accounts[i];
+                    let (s, body) =
+                        login_with(&server, &target.username, "not the password at all").await;
+                    if s != 401 {
+                        failures.push(format!(
+                            "{who}: logging in as B's {} with a wrong password gave {s}, expected 401: {body}",
+                            target.role.as_str()
+                        ));
+                    }
+                    (s, body)
+                }
+                _ => {
+                    let (s, body) = server
+                        .call(&op.method, &req.url, Some(&token), req.body.clone())
+                        .await;
+                    if req.names_b && !(s == 403 || s == 404) {
+                        failures.push(format!(
+                            "{who}: {} {} naming B gave {s}, expected 403 or 404: {body}",
+                            op.method, op.path
+                        ));
+                    } else if !req.names_b && s >= 500 {
+                        failures.push(format!("{who}: {} {} gave {s}: {body}", op.method, op.path));
+                    }
+                    (s, body)
+                }
+            };
+            calls += 1;
+            matrix.push(format!("{:<13} {:<6} {:<45} {s}", role, op.method, op.path));
+            let leaked = b.found_in(&body);
+            if !leaked.is_empty() {
+                failures.push(format!(
+                    "{who}: {} {} ({s}) revealed B's identifiers {leaked:?}: {body}",
+                    op.method, op.path
+                ));
+            }
+            // Sanity for the scan: A's DPO reads A's own audit entries.
+            if op.method == "GET" && op.path == "/api/v1/audit" && account.role == Role::Dpo {
+                let entries = body.as_array().map_or(0, Vec::len);
+                if s != 200
+                    || entries == 0
+                    || entries >= 1000
+                    || !body.to_string().contains(&a.tenant.id)
+                {
+                    failures.push(format!("{who}: GET /audit should list A's entries (and fewer than a page): {s} {body}"));
+                }
+            }
+            if op.path == LOGOUT && (200..300).contains(&s) {
+                token = server.login(&account.username).await;
+            }
+        }
+    }
+
+    // Public routes need no token and reveal nothing of B either.
+    let (s, body) = server.call("GET", "/api/v1/policy", None, None).await;
+    assert_eq!(s, 200);
+    assert!(b.found_in(&body).is_empty(), "the public policy names B");
+    for path in ["/healthz", "/metrics"] {
+        let (_, body) = server.call("GET", path, None, None).await;
+        let leaked = b.found_in(&body);
+        assert!(
+            leaked.is_empty(),
+            "{path} reveals B's identifiers {leaked:?}"
+        );
+    }
+
+    let doc_ops: BTreeSet<(String, String)> = ops.iter().map(Op::key).collect();
+    assert_eq!(
+        exercised, doc_ops,
+        "every route of the OpenAPI document was exercised"
+    );
+    assert_eq!(exercised.len(), ops.len());
+
+    // B is untouched: same users, none disabled, same consent, no entry by A in
+    // B's audit trail, and B's sessions still work.
+    let b_users_after = steward::accounts::list(&core, &Actor::cli(), b.tenant_id()).unwrap();
+    if b_users_after.len() != b_users_before.len() {
+        failures.push(format!(
+            "B's user count changed: {} before, {} after",
+            b_users_before.len(),
+            b_users_after.len()
+        ));
+    }
+    for u in b_users_after.iter().filter(|u| u.disabled) {
+        failures.push(format!("B's account {} was disabled", u.username));
+    }
+    let (b_consent_after, b_history_after) =
+        steward::consent::overview(&core, &Actor::cli(), &b.subject().subject_id).unwrap();
+    let device_contacts = |states: &[steward::consent::ConsentState]| {
+        states
+            .iter()
+            .find(|c| c.category == "device_contacts" && c.purpose == "provision")
+            .map(|c| c.granted)
+    };
+    assert_eq!(device_contacts(&b_consent_before), Some(true));
+    if device_contacts(&b_consent_after) != Some(true) {
+        failures.push("B's device_contacts/provision consent is no longer granted".into());
+    }
+    if b_history_after.len() != b_history_before.len() {
+        failures.push(format!(
+            "B's consent ledger changed: {} events before, {} after",
+            b_history_before.len(),
+            b_history_after.len()
+        ));
+    }
+    let a_actors: Vec<String> = a
+        .all()
+        .iter()
+        .map(|x| format!("account:{}", x.id))
+        .collect();
+    let b_audit = steward::audit::list(&core.db, 0, 100_000, Some(b.tenant_id())).unwrap();
+    for e in b_audit.iter().filter(|e| a_actors.contains(&e.actor)) {
+        failures.push(format!("A's account acted on B's data: {e:?}"));
+    }
+    for (who, t) in [("subject", &b_subject_token), ("admin", &b_admin_token)] {
+        let (s, body) = server.call("GET", "/api/v1/me", Some(t), None).await;
+        if s != 200 {
+            failures.push(format!("B's {who} session no longer works: {s} {body}"));
+        }
+    }
+
+    // Baseline: the provider's staff get through with the same requests, so the
+    // substitutions and bodies point at B's real objects and the 403/404s above
+    // are isolation, not typos. (After the checks above: these do change B.)
+    let staff_tokens = [
+        ("staff operator", server.login(&staff_op.username).await),
+        ("staff dpo", server.login(&staff_dpo.username).await),
+    ];
+    let mut baseline = 0usize;
+    for (op, req) in &requests {
+        if !req.names_b {
+            continue;
+        }
+        let mut outcomes = Vec::new();
+        let mut ok = false;
+        for (who, token) in &staff_tokens {
+            let (s, body) = server
+                .call(&op.method, &req.url, Some(token), req.body.clone())
+                .await;
+            calls += 1;
+            let passed = match req.staff {
+                StaffExpect::Success => (200..300).contains(&s),
+                StaffExpect::Conflict => s == 409,
+            };
+            // What staff see of B is what the scan looks for in A's answers.
+            if passed && op.method == "GET" && b.found_in(&body).is_empty() {
+                failures.push(format!(
+                    "{who}: {} {} shows none of B's identifiers: {body}",
+                    op.method, op.path
+                ));
+            }
+            ok |= passed;
+            outcomes.push(format!("{who}: {s} {body}"));
+        }
+        if ok {
+            baseline += 1;
+        } else {
+            failures.push(format!(
+                "baseline: provider staff could not {} {} ({:?} expected): {outcomes:?}",
+                op.method, op.path, req.staff
+            ));
+        }
+    }
+    // The list routes A called do hold B's data for those allowed to see it, so
+    // A's clean answers there are filtering, not emptiness.
+    for (path, token) in [
+        ("/api/v1/tenants", &staff_tokens[0].1),
+        ("/api/v1/audit?limit=1000", &staff_tokens[1].1),
+    ] {
+        let (s, body) = server.call("GET", path, Some(token), None).await;
+        calls += 1;
+        if s != 200 || b.found_in(&body).is_empty() {
+            failures.push(format!(
+                "baseline: staff GET {path} shows none of B: {s} {body}"
+            ));
+        }
+    }
+    let gets_naming_b = requests
+        .iter()
+        .filter(|(o, r)| r.names_b && o.method == "GET")
+        .count();
+    assert!(
+        gets_naming_b >= 2,
+        "expected GET routes naming B (tenant, subject)"
+    );
+
+    eprintln!("{}", matrix.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} isolation failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "isolation: {} operations x {} roles of A, {} staff baselines, {calls} calls in {:?}",
+        ops.len(),
+        a_accounts.len(),
+        baseline,
+        started.elapsed()
+    );
+}
