@@ -380,3 +380,33 @@ fn resent_json_file_gives_the_same_key_and_repeats_are_numbered() {
         bytes.iter().filter(|&&b| b == b'\n').count() as u64 + 2
     );
 }
+
+#[test]
+fn freeswitch_records_export_as_asterisk_csv() {
+    let (mut records, _) = json(&std::fs::read(JSON).unwrap());
+    records.extend(xml(&std::fs::read(XML).unwrap()).0);
+    let mut csv = Vec::new();
+    steward_cdr::write_asterisk_csv(&records, &mut csv).unwrap();
+    let (back, errors) = split(steward_cdr::asterisk_csv(&csv[..]));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(back.len(), 2);
+    for (fs, csv) in records.iter().zip(&back) {
+        // linked_id is set, so the 21-column layout (with linkedid) is written.
+        assert_eq!(csv.csv_layout.unwrap().columns, 21);
+        assert_eq!(csv.leg_id, fs.leg_id);
+        assert_eq!(csv.linked_id, fs.linked_id);
+        assert_eq!(csv.caller_raw, fs.caller_raw);
+        assert_eq!(csv.caller_name_raw, fs.caller_name_raw);
+        assert_eq!(csv.callee_raw, fs.callee_raw);
+        assert_eq!(
+            (csv.start, csv.answer, csv.end),
+            (fs.start, fs.answer, fs.end)
+        );
+        assert_eq!(
+            (csv.duration_secs, csv.billsec),
+            (fs.duration_secs, fs.billsec)
+        );
+        assert_eq!(csv.disposition, fs.disposition);
+        assert_eq!(csv.ama_flags.as_deref(), Some("Unknown"));
+    }
+}

@@ -171,7 +171,7 @@ fn iteration_follows_declaration_order_not_alphabetical_order() {
     let policy = Policy::default_policy();
     let categories: Vec<&str> = policy.categories().map(|(id, _)| id).collect();
     assert_eq!(categories.first(), Some(&"contact_details"));
-    assert_eq!(categories.last(), Some(&"consent_records"));
+    assert_eq!(categories.last(), Some(&"rights_requests"));
     let purposes: Vec<&str> = policy.purposes().map(|(id, _)| id).take(3).collect();
     assert_eq!(purposes, ["provision", "identification", "credit_check"]);
     // The JSON the core serves keeps the same order.

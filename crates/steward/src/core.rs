@@ -221,3 +221,20 @@ pub mod fields {
         format!("{field}|{subject_id}")
     }
 }
+
+/// Runs async work (the blob store) from synchronous domain code: on the
+/// caller's runtime when there is one (API handlers run domain code on its
+/// blocking pool), otherwise on a small runtime of its own (the CLI, tests).
+pub fn block_on<T, E: Into<Error>>(
+    f: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(f).map_err(Into::into),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start a runtime: {e}")))?
+            .block_on(f)
+            .map_err(Into::into),
+    }
+}

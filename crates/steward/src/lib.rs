@@ -20,6 +20,7 @@ pub mod error;
 pub mod keys;
 pub mod processing;
 pub mod registry;
+pub mod rights;
 pub mod schema;
 pub mod subjects;
 pub mod tenants;

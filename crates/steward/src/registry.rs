@@ -27,7 +27,20 @@ pub struct PersonalStore {
     pub encrypted_columns: &'static [(&'static str, &'static str)],
     /// Column holding the time retention counts from, when rows age individually.
     pub time_column: Option<&'static str>,
+    /// A unique column to page through rows in a stable order.
+    pub key_column: &'static str,
+    /// What erasure does to the subject's rows.
+    pub on_erase: OnErase,
     pub description: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnErase {
+    /// Delete the rows.
+    Delete,
+    /// Keep the rows (they concern someone else too, or the law requires the
+    /// record), but clear the subject's id and every column sealed with their key.
+    Pseudonymise,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +58,8 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         subject_columns: &["id"],
         encrypted_columns: &[("email_enc", "id"), ("phone_enc", "id"), ("name_enc", "id")],
         time_column: None,
+        key_column: "id",
+        on_erase: OnErase::Delete,
         description: "who the subject is: email, phone number, name",
     },
     PersonalStore {
@@ -54,6 +69,8 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         subject_columns: &["subject_id"],
         encrypted_columns: &[("username_enc", "subject_id")],
         time_column: None,
+        key_column: "id",
+        on_erase: OnErase::Delete,
         description: "app account: username and argon2id password hash",
     },
     PersonalStore {
@@ -63,6 +80,8 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         subject_columns: &["subject_id"],
         encrypted_columns: &[("ip_enc", "subject_id")],
         time_column: Some("created_at"),
+        key_column: "token_hash",
+        on_erase: OnErase::Delete,
         description: "login sessions with the login IP address",
     },
     PersonalStore {
@@ -72,7 +91,22 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         subject_columns: &["subject_id"],
         encrypted_columns: &[("evidence_enc", "subject_id")],
         time_column: None,
+        key_column: "seq",
+        on_erase: OnErase::Delete,
         description: "the consent ledger: grants, withdrawals, single-use consumptions",
+    },
+    PersonalStore {
+        name: "requests",
+        kind: StoreKind::Table,
+        category: "rights_requests",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[("details_enc", "subject_id")],
+        time_column: Some("created_at"),
+        key_column: "id",
+        // The record that a request was made and answered outlives the erasure it
+        // asked for; what the subject wrote is cleared with their key.
+        on_erase: OnErase::Pseudonymise,
+        description: "data-subject requests: kind, channel, dates, verification, outcome",
     },
 ];
 
@@ -83,6 +117,19 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
     (
         "tenants",
         "business customers: company names and customer numbers",
+    ),
+    (
+        "request_events",
+        "the timeline of each request: ids, states and actors, no personal data",
+    ),
+    (
+        "erasure_tombstones",
+        "that a subject was erased, when and why, with keyed hashes of their identifiers \
+         so that a later request can be told; nothing readable",
+    ),
+    (
+        "notifications",
+        "notices to a tenant's admins about requests concerning their users: ids only",
     ),
     (
         "login_throttle",

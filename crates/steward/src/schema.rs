@@ -5,10 +5,11 @@
 
 use steward_store::Migration;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sql: r#"
 CREATE TABLE counters (
     name TEXT PRIMARY KEY,
     value BIGINT NOT NULL
@@ -110,7 +111,71 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_subject ON audit_log (subject_id, seq);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "rights",
+        sql: r#"
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    subject_id TEXT REFERENCES subjects (id),
+    tombstone_id TEXT,
+    kind TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    received_on TEXT NOT NULL,
+    region TEXT NOT NULL,
+    due_on TEXT NOT NULL,
+    state TEXT NOT NULL,
+    verified_by TEXT,
+    verify_method TEXT,
+    verified_at BIGINT,
+    refusal_ground TEXT,
+    details_enc BYTEA,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    closed_at BIGINT
+);
+CREATE INDEX requests_subject ON requests (subject_id, kind, received_on);
+CREATE INDEX requests_open ON requests (state, due_on);
+
+CREATE TABLE request_events (
+    seq BIGINT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES requests (id),
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX request_events_request ON request_events (request_id, seq);
+INSERT INTO counters (name, value) VALUES ('request_event', 0);
+
+CREATE TABLE erasure_tombstones (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    erased_at BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    request_id TEXT,
+    email_idx BYTEA,
+    phone_idx BYTEA,
+    username_idx BYTEA
+);
+CREATE INDEX tombstones_email ON erasure_tombstones (email_idx);
+CREATE INDEX tombstones_phone ON erasure_tombstones (phone_idx);
+CREATE INDEX tombstones_username ON erasure_tombstones (username_idx);
+
+CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    request_id TEXT NOT NULL REFERENCES requests (id),
+    kind TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    read_at BIGINT
+);
+CREATE INDEX notifications_tenant ON notifications (tenant_id, created_at);
+"#,
+    },
+];
 
 /// The key store's schema: a separate database, so that backups and replicas of
 /// the data store never carry keys.

@@ -102,6 +102,8 @@ pub(crate) trait Driver: Send + Sync {
     fn with_read(&self, f: &mut dyn FnMut(&mut dyn Conn) -> StoreResult<()>) -> StoreResult<()>;
     fn with_write(&self, f: &mut dyn FnMut(&mut dyn Conn) -> StoreResult<()>) -> StoreResult<()>;
     fn table_names(&self) -> StoreResult<Vec<String>>;
+    fn column_names(&self, table: &str) -> StoreResult<Vec<String>>;
+    fn checkpoint(&self) -> StoreResult<()>;
     fn describe(&self) -> String;
 }
 
@@ -197,6 +199,18 @@ impl Db {
     /// Names of the tables in this database (or schema), sorted.
     pub fn table_names(&self) -> StoreResult<Vec<String>> {
         self.driver.table_names()
+    }
+
+    /// A table's columns in declaration order.
+    pub fn column_names(&self, table: &str) -> StoreResult<Vec<String>> {
+        self.driver.column_names(table)
+    }
+
+    /// Moves committed changes out of any write-ahead log into the main file and
+    /// empties the log (SQLite), so deleted bytes do not linger there. PostgreSQL
+    /// reclaims dead rows through (auto)vacuum; this is a no-op there.
+    pub fn checkpoint(&self) -> StoreResult<()> {
+        self.driver.checkpoint()
     }
 }
 

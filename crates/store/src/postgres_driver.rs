@@ -140,6 +140,25 @@ impl Driver for PostgresDriver {
             .collect()
     }
 
+    fn column_names(&self, table: &str) -> StoreResult<Vec<String>> {
+        let mut pooled = self.pool.get()?;
+        let rows = pooled
+            .conn()?
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| r.try_get::<_, String>(0).map_err(map_err))
+            .collect()
+    }
+
+    fn checkpoint(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }

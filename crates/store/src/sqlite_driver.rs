@@ -117,6 +117,28 @@ impl Driver for SqliteDriver {
         Ok(names)
     }
 
+    fn column_names(&self, table: &str) -> StoreResult<Vec<String>> {
+        let mut pooled = self.readers.get()?;
+        let conn = pooled.conn()?;
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+            .map_err(map_err)?;
+        let names = stmt
+            .query_map([table], |r| r.get::<_, String>(0))
+            .map_err(map_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        Ok(names)
+    }
+
+    fn checkpoint(&self) -> StoreResult<()> {
+        let mut pooled = self.writer.get()?;
+        pooled
+            .conn()?
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(map_err)
+    }
+
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
     }

@@ -26,6 +26,12 @@ fn conformance(db: &Db) {
         db.table_names().unwrap(),
         vec!["more", "schema_migrations", "things"]
     );
+    assert_eq!(
+        db.column_names("things").unwrap(),
+        vec!["id", "n", "blob", "note"]
+    );
+    assert!(db.column_names("no_such_table").unwrap().is_empty());
+    db.checkpoint().unwrap();
 
     // Round trip of every value type, NULL included.
     db.write(|c: &mut dyn Conn| {

@@ -1,0 +1,313 @@
+//! Erasure: the subject leaves every registered store and the blob store, and
+//! their data key is destroyed, so every copy elsewhere (backups, replicas)
+//! becomes unreadable. What stays: an erasure tombstone (keyed hashes of the
+//! identifiers, so a later request can be told the data is gone), request
+//! records with the subject's id cleared, and audit entries, which never held
+//! personal data.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use steward_crypto::IdentifierKind;
+use steward_store::params;
+use utoipa::ToSchema;
+
+use super::{Kind, State, audit_request, for_action, log_event, require_actionable, set_state};
+use crate::access::Actor;
+use crate::audit::Event;
+use crate::clock::rfc3339;
+use crate::core::{Steward, Tx, block_on};
+use crate::error::{Error, Result};
+use crate::registry::{OnErase, PERSONAL_STORES, StoreKind};
+use crate::subjects;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErasureReport {
+    pub subject_id: String,
+    pub tenant_id: String,
+    pub tombstone_id: String,
+    pub erased_at: i64,
+    /// Rows deleted, per store.
+    pub deleted: BTreeMap<String, u64>,
+    /// Rows kept with the subject's id and fields cleared, per store.
+    pub pseudonymised: BTreeMap<String, u64>,
+    pub blobs_deleted: u64,
+    /// The subject's data key was destroyed: every remaining copy is unreadable.
+    pub key_destroyed: bool,
+    pub confirmation: Confirmation,
+}
+
+/// The confirmation the statement promises, ready to send.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Confirmation {
+    pub email: String,
+    pub letter: String,
+}
+
+/// Why a subject is erased.
+#[derive(Debug, Clone)]
+pub enum Reason {
+    Request(String),
+    Retention,
+}
+
+impl Reason {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Reason::Request(_) => "request",
+            Reason::Retention => "retention",
+        }
+    }
+}
+
+/// Erases the subject of a verified erasure request and fulfils it.
+pub fn for_request(core: &Steward, actor: &Actor, request_id: &str) -> Result<ErasureReport> {
+    let req = core.write(actor, |tx| {
+        let req = for_action(tx, request_id, "erase data")?;
+        require_actionable(&req, &[Kind::Erasure])?;
+        Ok(req)
+    })?;
+    let Some(subject) = req.subject_id.clone() else {
+        // The subject was already erased: the answer says so (from the tombstone).
+        return Err(Error::Conflict(
+            "the subject's data was already erased; send the 'already erased' answer".into(),
+        ));
+    };
+    let report = erase_subject(
+        core,
+        actor,
+        &subject,
+        Reason::Request(request_id.to_owned()),
+    )?;
+    core.write(actor, |tx| {
+        set_state(tx, request_id, State::Fulfilled)?;
+        log_event(
+            tx,
+            request_id,
+            "erased",
+            serde_json::json!({ "tombstone_id": report.tombstone_id, "deleted": report.deleted }),
+        )?;
+        audit_request(
+            tx,
+            &req,
+            "request.fulfil",
+            serde_json::json!({ "request_id": request_id }),
+        )
+    })?;
+    Ok(report)
+}
+
+/// Removes a subject from every registered store, the blob store and the key store.
+pub fn erase_subject(
+    core: &Steward,
+    actor: &Actor,
+    subject_id: &str,
+    reason: Reason,
+) -> Result<ErasureReport> {
+    let tombstone_id = uuid::Uuid::now_v7().to_string();
+    let (tenant, deleted, pseudonymised, at) = core.write(actor, |tx| {
+        let tenant = subjects::tenant_of(tx.conn, subject_id)?;
+        actor.require_subject(&tenant, subject_id)?;
+        let (deleted, pseudonymised) = erase_rows(tx, subject_id, &tenant, &tombstone_id, &reason)?;
+        Ok((tenant, deleted, pseudonymised, tx.at))
+    })?;
+    // Blobs live outside the transaction; the key's destruction below makes any
+    // object that a failure here leaves behind unreadable all the same.
+    let blobs = &core.blobs;
+    let prefix = format!("tenant/{tenant}/subject/{subject_id}");
+    let blobs_deleted = if PERSONAL_STORES
+        .iter()
+        .any(|s| s.kind == StoreKind::BlobPrefix)
+    {
+        block_on(blobs.delete_prefix(&prefix))?
+    } else {
+        0
+    };
+    let key_destroyed = core.keys.shred_subject_key(subject_id)?;
+    // Leave no erased page in SQLite's write-ahead log (secure_delete already
+    // zeroes freed pages in the main file).
+    core.db.checkpoint()?;
+    let confirmation = confirmation(core, &tombstone_id, at, &deleted, &pseudonymised);
+    Ok(ErasureReport {
+        subject_id: subject_id.to_owned(),
+        tenant_id: tenant,
+        tombstone_id,
+        erased_at: at,
+        deleted,
+        pseudonymised,
+        blobs_deleted,
+        key_destroyed,
+        confirmation,
+    })
+}
+
+type Counts = BTreeMap<String, u64>;
+
+fn erase_rows(
+    tx: &mut Tx<'_>,
+    subject_id: &str,
+    tenant: &str,
+    tombstone_id: &str,
+    reason: &Reason,
+) -> Result<(Counts, Counts)> {
+    // Keyed hashes of the identifiers, for the tombstone.
+    let ids = tx
+        .conn
+        .query_opt(
+            "SELECT email_idx, phone_idx FROM subjects WHERE id = $1",
+            params![subject_id],
+        )?
+        .ok_or_else(|| Error::NotFound("subject".into()))?;
+    let username_idx = tx
+        .conn
+        .query_opt(
+            "SELECT username_idx FROM accounts WHERE subject_id = $1",
+            params![subject_id],
+        )?
+        .map(|r| r.bytes(0))
+        .transpose()?;
+    // Requests about this subject keep pointing at the erasure through the tombstone.
+    tx.conn.execute(
+        "UPDATE requests SET tombstone_id = $1 WHERE subject_id = $2",
+        params![tombstone_id, subject_id],
+    )?;
+    let mut deleted = Counts::new();
+    let mut pseudonymised = Counts::new();
+    // Children before parents: the registry lists parents first.
+    for store in PERSONAL_STORES
+        .iter()
+        .rev()
+        .filter(|s| s.kind == StoreKind::Table)
+    {
+        for col in store.subject_columns {
+            match store.on_erase {
+                OnErase::Delete => {
+                    let n = tx.conn.execute(
+                        &format!("DELETE FROM {} WHERE {col} = $1", store.name),
+                        params![subject_id],
+                    )?;
+                    *deleted.entry(store.name.to_owned()).or_default() += n;
+                }
+                OnErase::Pseudonymise => {
+                    let mut sets = vec![format!("{col} = NULL")];
+                    sets.extend(
+                        store
+                            .encrypted_columns
+                            .iter()
+                            .filter(|(_, owner)| owner == col)
+                            .map(|(c, _)| format!("{c} = NULL")),
+                    );
+                    let n = tx.conn.execute(
+                        &format!(
+                            "UPDATE {} SET {} WHERE {col} = $1",
+                            store.name,
+                            sets.join(", ")
+                        ),
+                        params![subject_id],
+                    )?;
+                    *pseudonymised.entry(store.name.to_owned()).or_default() += n;
+                }
+            }
+        }
+    }
+    let request_id = match reason {
+        Reason::Request(id) => Some(id.as_str()),
+        Reason::Retention => None,
+    };
+    tx.conn.execute(
+        "INSERT INTO erasure_tombstones (id, tenant_id, erased_at, reason, request_id, email_idx, \
+         phone_idx, username_idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        params![
+            tombstone_id,
+            tenant,
+            tx.at,
+            reason.as_str(),
+            request_id,
+            ids.opt_bytes(0)?,
+            ids.opt_bytes(1)?,
+            username_idx
+        ],
+    )?;
+    tx.audit(Event {
+        tenant_id: Some(tenant.to_owned()),
+        subject_id: Some(subject_id.to_owned()),
+        action: "erase".into(),
+        detail: serde_json::json!({
+            "reason": reason.as_str(), "request_id": request_id, "tombstone_id": tombstone_id,
+            "deleted": deleted, "pseudonymised": pseudonymised,
+        }),
+        ..Event::default()
+    })?;
+    Ok((deleted, pseudonymised))
+}
+
+/// Whether identifiers match an erasure tombstone (the subject was erased).
+pub fn tombstone_for(
+    core: &Steward,
+    kind: IdentifierKind,
+    normalized: &str,
+) -> Result<Option<(String, i64)>> {
+    let col = match kind {
+        IdentifierKind::Email => "email_idx",
+        IdentifierKind::Phone => "phone_idx",
+        IdentifierKind::Username => "username_idx",
+        IdentifierKind::Other(_) => return Ok(None),
+    };
+    let idx = core.keys.blind_index(kind, normalized);
+    let row = core.db.read(|c| {
+        c.query_opt(
+            &format!("SELECT id, erased_at FROM erasure_tombstones WHERE {col} = $1 ORDER BY erased_at DESC LIMIT 1"),
+            params![idx],
+        )
+    })?;
+    row.map(|r| Ok((r.text(0)?, r.i64(1)?))).transpose()
+}
+
+fn confirmation(
+    core: &Steward,
+    tombstone_id: &str,
+    at: i64,
+    deleted: &Counts,
+    pseudonymised: &Counts,
+) -> Confirmation {
+    let meta = core.policy.meta();
+    let date = rfc3339(at).chars().take(10).collect::<String>();
+    let mut categories: Vec<String> = deleted
+        .iter()
+        .chain(pseudonymised.iter())
+        .filter(|(_, n)| **n > 0)
+        .filter_map(|(store, _)| crate::registry::store(store))
+        .filter_map(|s| core.policy.category(s.category).map(|c| c.name.clone()))
+        .collect();
+    categories.sort();
+    categories.dedup();
+    let list = if categories.is_empty() {
+        "- (we held no data about you)".to_owned()
+    } else {
+        categories
+            .iter()
+            .map(|c| format!("- {c}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let body = format!(
+        "We have erased the personal data we held about you, as you asked.\n\n\
+         Date of erasure: {date}\n\
+         Reference: {tombstone_id}\n\n\
+         What we erased:\n{list}\n\n\
+         Copies in our backups can no longer be read: each person's data is encrypted with \
+         their own key, and we destroyed yours.\n\n\
+         What we keep, as the law requires: a record that this request was made and answered, \
+         with no personal details; and, if you asked us not to contact you again, an entry that \
+         lets us honour that.\n\n\
+         {controller}\n{address}\n",
+        controller = meta.controller,
+        address = meta.controller_address,
+    );
+    Confirmation {
+        email: format!("Subject: Confirmation that your personal data was erased\n\n{body}"),
+        letter: format!(
+            "{date}\n\nDear data subject,\n\n{body}\nYours faithfully,\n\nData Protection Officer\n"
+        ),
+    }
+}

@@ -1,0 +1,505 @@
+//! The access and portability bundle: one ZIP with a manifest, every registered
+//! store's rows about the subject as JSON and CSV, and the Article 15
+//! information (purposes, categories, recipients actually disclosed to, from the
+//! audit log, retention and source).
+//!
+//! Written row page by row page straight into the archive, so memory does not
+//! grow with the bundle. Inside records shared with other people (a call, a
+//! chat), the other people's ids and fields are left out: their columns are
+//! sealed with their keys, which this export never opens.
+
+use std::collections::BTreeMap;
+use std::io::{Seek, Write};
+use std::path::Path;
+
+use base64ct::{Base64, Encoding};
+use serde::Serialize;
+use serde_json::{Map, Value as Json, json};
+use steward_store::{Row, Value, params};
+use utoipa::ToSchema;
+use zip::write::SimpleFileOptions;
+
+use super::{
+    Kind, Request, State, audit_request, for_action, log_event, require_actionable, set_state,
+};
+use crate::access::Actor;
+use crate::audit;
+use crate::clock::{now, rfc3339};
+use crate::core::{Steward, fields};
+use crate::error::{Error, Result};
+use crate::registry::{PERSONAL_STORES, PersonalStore, StoreKind};
+
+const PAGE: i64 = 500;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BundleSummary {
+    pub request_id: String,
+    pub subject_id: Option<String>,
+    /// Set when the subject had been erased: the bundle says so and holds nothing else.
+    pub erased_at: Option<i64>,
+    /// Items held per store.
+    pub counts: BTreeMap<String, u64>,
+    pub files: Vec<String>,
+}
+
+/// Writes the bundle for a verified access or portability request to `out`
+/// (via a temporary file, renamed when complete) and fulfils the request.
+pub fn for_request(
+    core: &Steward,
+    actor: &Actor,
+    request_id: &str,
+    out: &Path,
+) -> Result<BundleSummary> {
+    let req = core.write(actor, |tx| {
+        let req = for_action(tx, request_id, "export data")?;
+        require_actionable(&req, &[Kind::Access, Kind::Portability])?;
+        Ok(req)
+    })?;
+    let partial = out.with_extension("partial");
+    let file = std::fs::File::create(&partial)
+        .map_err(|e| Error::invalid("out", format!("cannot write {}: {e}", partial.display())))?;
+    let summary = match write_bundle(core, &req, std::io::BufWriter::new(file)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, out)
+        .map_err(|e| Error::invalid("out", format!("cannot write {}: {e}", out.display())))?;
+    core.write(actor, |tx| {
+        set_state(tx, request_id, State::Fulfilled)?;
+        log_event(
+            tx,
+            request_id,
+            "exported",
+            json!({ "counts": summary.counts }),
+        )?;
+        audit_request(
+            tx,
+            &req,
+            "request.export",
+            json!({ "request_id": request_id, "counts": summary.counts }),
+        )
+    })?;
+    Ok(summary)
+}
+
+fn options() -> SimpleFileOptions {
+    SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true)
+}
+
+fn zip_err(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("writing the bundle: {e}"))
+}
+
+/// Writes the bundle for `req` into `w`.
+pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Result<BundleSummary> {
+    let mut zip = zip::ZipWriter::new(w);
+    let mut summary = BundleSummary {
+        request_id: req.id.clone(),
+        subject_id: req.subject_id.clone(),
+        erased_at: None,
+        counts: BTreeMap::new(),
+        files: Vec::new(),
+    };
+    let Some(subject) = req.subject_id.clone() else {
+        // Nothing is held: say so, and when.
+        let erased_at = match &req.tombstone_id {
+            Some(t) => core
+                .db
+                .read(|c| {
+                    c.query_opt(
+                        "SELECT erased_at FROM erasure_tombstones WHERE id = $1",
+                        params![t.as_str()],
+                    )
+                })?
+                .map(|r| r.i64(0))
+                .transpose()?,
+            None => None,
+        };
+        summary.erased_at = erased_at;
+        let text = match erased_at {
+            Some(at) => format!(
+                "We hold no personal data about you. Your data was erased on {} \
+                 (reference {}).\n",
+                &rfc3339(at)[..10],
+                req.tombstone_id.as_deref().unwrap_or("")
+            ),
+            None => "We hold no personal data about you.\n".to_owned(),
+        };
+        put(&mut zip, &mut summary, "README.txt", text.as_bytes())?;
+        let m = manifest(core, req, &summary);
+        put_json(&mut zip, &mut summary, "manifest.json", &m)?;
+        zip.finish().map_err(zip_err)?;
+        return Ok(summary);
+    };
+    let key = core.subject_key(&subject)?;
+    for store in PERSONAL_STORES
+        .iter()
+        .filter(|s| s.kind == StoreKind::Table)
+    {
+        let columns = core.db.column_names(store.name)?;
+        let n = write_store(core, &mut zip, store, &columns, &subject, &key)?;
+        summary.counts.insert(store.name.to_owned(), n);
+        summary.files.push(format!("data/{}.json", store.name));
+        summary.files.push(format!("data/{}.csv", store.name));
+    }
+    let disclosures = disclosures(core, &subject)?;
+    let art15 = article15(core, &summary, &disclosures);
+    put_json(&mut zip, &mut summary, "article15.json", &art15)?;
+    put(
+        &mut zip,
+        &mut summary,
+        "article15.md",
+        article15_markdown(&art15).as_bytes(),
+    )?;
+    let m = manifest(core, req, &summary);
+    put_json(&mut zip, &mut summary, "manifest.json", &m)?;
+    zip.finish().map_err(zip_err)?;
+    Ok(summary)
+}
+
+fn put<W: Write + Seek>(
+    zip: &mut zip::ZipWriter<W>,
+    s: &mut BundleSummary,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    zip.start_file(name, options()).map_err(zip_err)?;
+    zip.write_all(bytes).map_err(zip_err)?;
+    s.files.push(name.to_owned());
+    Ok(())
+}
+
+fn put_json<W: Write + Seek>(
+    zip: &mut zip::ZipWriter<W>,
+    s: &mut BundleSummary,
+    name: &str,
+    v: &Json,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(v).map_err(zip_err)?;
+    put(zip, s, name, &bytes)
+}
+
+/// The columns an export shows, in order, with how to produce each.
+enum Out {
+    Plain(usize),
+    Sealed { index: usize, field: String },
+    Redacted,
+}
+
+fn plan(store: &PersonalStore, columns: &[String], subject_col: &str) -> Vec<(String, Out)> {
+    let mut out = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        if c.ends_with("_idx") || c.ends_with("_hash") {
+            continue; // derived values, not the subject's data
+        }
+        if let Some((_, owner)) = store.encrypted_columns.iter().find(|(e, _)| e == c) {
+            if *owner == subject_col {
+                let name = c.strip_suffix("_enc").unwrap_or(c).to_owned();
+                out.push((
+                    name,
+                    Out::Sealed {
+                        index: i,
+                        field: store.field_name(c),
+                    },
+                ));
+            }
+            // Sealed with someone else's key: not theirs to receive.
+            continue;
+        }
+        if store.subject_columns.contains(&c.as_str()) && c != subject_col {
+            out.push((c.clone(), Out::Redacted));
+            continue;
+        }
+        out.push((c.clone(), Out::Plain(i)));
+    }
+    out
+}
+
+fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Int(i) => json!(i),
+        Value::Text(t) => json!(t),
+        Value::Bytes(b) => json!(format!("base64:{}", Base64::encode_string(b))),
+    }
+}
+
+fn render(
+    plan: &[(String, Out)],
+    row: &Row,
+    key: &steward_crypto::DataKey,
+    subject: &str,
+) -> Result<Vec<(String, Json)>> {
+    plan.iter()
+        .map(|(name, how)| {
+            let v = match how {
+                Out::Plain(i) => row.0.get(*i).map(value_json).unwrap_or(Json::Null),
+                Out::Redacted => Json::String("redacted".into()),
+                Out::Sealed { index, field } => match row.0.get(*index) {
+                    Some(Value::Bytes(b)) => json!(fields::open(key, field, subject, b)?),
+                    _ => Json::Null,
+                },
+            };
+            Ok((name.clone(), v))
+        })
+        .collect()
+}
+
+/// Pages through the subject's rows of one store (for each column naming them),
+/// calling `each` on every rendered row. Returns the row count.
+fn for_each_row(
+    core: &Steward,
+    store: &PersonalStore,
+    columns: &[String],
+    subject: &str,
+    key: &steward_crypto::DataKey,
+    mut each: impl FnMut(Vec<(String, Json)>) -> Result<()>,
+) -> Result<u64> {
+    let key_index = columns
+        .iter()
+        .position(|c| c == store.key_column)
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "{}: no key column {}",
+                store.name, store.key_column
+            ))
+        })?;
+    let select = columns.join(", ");
+    let mut n = 0u64;
+    for col in store.subject_columns {
+        let plan = plan(store, columns, col);
+        let mut after: Option<Value> = None;
+        loop {
+            let rows = core.db.read(|c| match &after {
+                None => c.query(
+                    &format!(
+                        "SELECT {select} FROM {t} WHERE {col} = $1 ORDER BY {k} LIMIT $2",
+                        t = store.name,
+                        k = store.key_column
+                    ),
+                    params![subject, PAGE],
+                ),
+                Some(last) => c.query(
+                    &format!(
+                        "SELECT {select} FROM {t} WHERE {col} = $1 AND {k} > $2 ORDER BY {k} LIMIT $3",
+                        t = store.name,
+                        k = store.key_column
+                    ),
+                    &[Value::from(subject), last.clone(), Value::Int(PAGE)],
+                ),
+            })?;
+            for r in &rows {
+                each(render(&plan, r, key, subject)?)?;
+                n += 1;
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE => after = last.0.get(key_index).cloned(),
+                _ => break,
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn write_store<W: Write + Seek>(
+    core: &Steward,
+    zip: &mut zip::ZipWriter<W>,
+    store: &PersonalStore,
+    columns: &[String],
+    subject: &str,
+    key: &steward_crypto::DataKey,
+) -> Result<u64> {
+    // JSON: an array of objects, written element by element.
+    zip.start_file(format!("data/{}.json", store.name), options())
+        .map_err(zip_err)?;
+    zip.write_all(b"[").map_err(zip_err)?;
+    let mut first = true;
+    let n = for_each_row(core, store, columns, subject, key, |row| {
+        let obj: Map<String, Json> = row.into_iter().collect();
+        if !first {
+            zip.write_all(b",").map_err(zip_err)?;
+        }
+        first = false;
+        zip.write_all(b"\n  ").map_err(zip_err)?;
+        serde_json::to_writer(&mut *zip, &obj).map_err(zip_err)
+    })?;
+    zip.write_all(b"\n]\n").map_err(zip_err)?;
+    // CSV: a header from the first plan, then one line per row.
+    zip.start_file(format!("data/{}.csv", store.name), options())
+        .map_err(zip_err)?;
+    let mut header_written = false;
+    {
+        let mut csv = csv::Writer::from_writer(&mut *zip);
+        for_each_row(core, store, columns, subject, key, |row| {
+            if !header_written {
+                csv.write_record(row.iter().map(|(k, _)| k.as_str()))
+                    .map_err(zip_err)?;
+                header_written = true;
+            }
+            csv.write_record(row.iter().map(|(_, v)| match v {
+                Json::String(s) => s.clone(),
+                Json::Null => String::new(),
+                other => other.to_string(),
+            }))
+            .map_err(zip_err)
+        })?;
+        csv.flush().map_err(zip_err)?;
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Disclosure {
+    recipient: String,
+    name: Option<String>,
+    country: Option<String>,
+    safeguard: Option<String>,
+    category: Option<String>,
+    purpose: Option<String>,
+    times: u64,
+    last_at: String,
+}
+
+/// Recipients the subject's data was actually disclosed to, from the audit log.
+fn disclosures(core: &Steward, subject: &str) -> Result<Vec<Disclosure>> {
+    let mut by: BTreeMap<(String, Option<String>, Option<String>), (u64, i64)> = BTreeMap::new();
+    for e in audit::for_subject(&core.db, subject)? {
+        if let (Some(r), "disclose") = (&e.recipient, e.action.as_str()) {
+            let entry = by
+                .entry((r.clone(), e.category.clone(), e.purpose.clone()))
+                .or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 = entry.1.max(e.at);
+        }
+    }
+    Ok(by
+        .into_iter()
+        .map(|((recipient, category, purpose), (times, last))| {
+            let r = core.policy.recipient(&recipient);
+            Disclosure {
+                name: r.map(|r| r.name.clone()),
+                country: r.map(|r| r.country.clone()),
+                safeguard: r.and_then(|r| r.safeguard.clone()),
+                recipient,
+                category,
+                purpose,
+                times,
+                last_at: rfc3339(last),
+            }
+        })
+        .collect())
+}
+
+fn article15(core: &Steward, summary: &BundleSummary, disclosures: &[Disclosure]) -> Json {
+    let meta = core.policy.meta();
+    let mut held: BTreeMap<&str, u64> = BTreeMap::new();
+    for store in PERSONAL_STORES {
+        *held.entry(store.category).or_default() +=
+            summary.counts.get(store.name).copied().unwrap_or(0);
+    }
+    let categories: Vec<Json> = held
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .filter_map(|(id, n)| core.policy.category(id).map(|c| (id, n, c)))
+        .map(|(id, n, c)| {
+            let purposes: Vec<Json> = c
+                .purposes
+                .iter()
+                .map(|p| {
+                    json!({
+                        "purpose": core.policy.purpose(p).map(|x| x.name.clone()).unwrap_or_else(|| p.clone()),
+                        "lawful_basis": c.basis_for(p).map(|b| b.label()),
+                    })
+                })
+                .collect();
+            json!({
+                "category": id, "name": c.name, "description": c.description, "items_held": n,
+                "purposes": purposes, "retention": c.retention.to_string(),
+                "retention_starts": c.retention_starts.label(), "source": c.source,
+                "recipients_declared": c.recipients.iter()
+                    .map(|r| core.policy.recipient(r).map(|x| x.name.clone()).unwrap_or_else(|| r.clone()))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "controller": { "name": meta.controller, "address": meta.controller_address, "contact_email": meta.contact_email },
+        "generated_at": rfc3339(now()),
+        "policy_version": meta.version,
+        "categories": categories,
+        "disclosed_to": disclosures,
+        "your_rights": "You may ask for a copy of your data, its correction or erasure, restriction of or objection to its processing, and may complain to the Information Commissioner's Office (ico.org.uk).",
+    })
+}
+
+fn article15_markdown(a: &Json) -> String {
+    let mut md = String::from("# The personal data we hold about you\n\n");
+    md.push_str(&format!(
+        "Controller: {}, {}\n\nGenerated: {}\n\n",
+        a["controller"]["name"].as_str().unwrap_or(""),
+        a["controller"]["address"].as_str().unwrap_or(""),
+        a["generated_at"].as_str().unwrap_or("")
+    ));
+    for c in a["categories"].as_array().into_iter().flatten() {
+        md.push_str(&format!(
+            "## {}\n\n{}\n\n",
+            c["name"].as_str().unwrap_or(""),
+            c["description"].as_str().unwrap_or("")
+        ));
+        md.push_str(&format!("- Items held: {}\n", c["items_held"]));
+        for p in c["purposes"].as_array().into_iter().flatten() {
+            md.push_str(&format!(
+                "- Purpose: {} (lawful basis: {})\n",
+                p["purpose"].as_str().unwrap_or(""),
+                p["lawful_basis"].as_str().unwrap_or("")
+            ));
+        }
+        md.push_str(&format!(
+            "- Kept: {} from {}\n- Source: {}\n\n",
+            c["retention"].as_str().unwrap_or(""),
+            c["retention_starts"].as_str().unwrap_or(""),
+            c["source"].as_str().unwrap_or("")
+        ));
+    }
+    md.push_str("## Who received your data\n\n");
+    let disclosed = a["disclosed_to"].as_array().cloned().unwrap_or_default();
+    if disclosed.is_empty() {
+        md.push_str("Nobody outside the provider.\n\n");
+    }
+    for d in &disclosed {
+        md.push_str(&format!(
+            "- {} ({}): {} time(s), last {}\n",
+            d["name"].as_str().or(d["recipient"].as_str()).unwrap_or(""),
+            d["country"].as_str().unwrap_or(""),
+            d["times"],
+            d["last_at"].as_str().unwrap_or("")
+        ));
+    }
+    md.push_str(&format!(
+        "\n## Your rights\n\n{}\n",
+        a["your_rights"].as_str().unwrap_or("")
+    ));
+    md
+}
+
+fn manifest(core: &Steward, req: &Request, s: &BundleSummary) -> Json {
+    json!({
+        "format": "steward-subject-bundle/1",
+        "request_id": req.id,
+        "request_kind": req.kind,
+        "subject_id": s.subject_id,
+        "erased_at": s.erased_at.map(rfc3339),
+        "generated_at": rfc3339(now()),
+        "policy_version": core.policy.version(),
+        "stores": PERSONAL_STORES.iter().filter(|st| st.kind == StoreKind::Table).map(|st| json!({
+            "store": st.name, "category": st.category, "items": s.counts.get(st.name),
+            "files": [format!("data/{}.json", st.name), format!("data/{}.csv", st.name)],
+        })).collect::<Vec<_>>(),
+        "files": s.files,
+    })
+}
