@@ -52,6 +52,7 @@ pub(super) fn run(cli: Cli) -> Result<i32> {
         Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
             rotate_master(settings, new_key_file, json)
         }
+        Command::Requests(cmd) => super::requests::run(settings, cmd, json),
     }
 }
 

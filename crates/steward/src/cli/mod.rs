@@ -3,6 +3,7 @@
 //! 2 bad input, 3 refused (not found, forbidden, conflict).
 
 mod commands;
+mod requests;
 
 use std::path::PathBuf;
 
@@ -116,6 +117,96 @@ pub enum Command {
     /// Key management.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Data-subject requests: access, portability, rectification, erasure, …
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SubjectArgs {
+    /// The subject's id.
+    #[arg(long, group = "subject_ref")]
+    pub subject: Option<String>,
+    #[arg(long, group = "subject_ref")]
+    pub subject_email: Option<String>,
+    #[arg(long, group = "subject_ref")]
+    pub subject_phone: Option<String>,
+    #[arg(long, group = "subject_ref")]
+    pub subject_username: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// Record a request received by letter, email, phone or the portal.
+    Create {
+        /// access, portability, rectification, erasure, restriction or objection.
+        #[arg(long)]
+        kind: String,
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// letter, email, phone or portal.
+        #[arg(long)]
+        channel: String,
+        /// The day the request was received (YYYY-MM-DD).
+        #[arg(long)]
+        received: String,
+        /// england-and-wales, scotland or northern-ireland (default: the policy's).
+        #[arg(long)]
+        region: Option<String>,
+        /// What the subject asked, in their words.
+        #[arg(long)]
+        details: Option<String>,
+    },
+    /// Record that the requester's identity was verified, and how.
+    Verify {
+        id: String,
+        #[arg(long)]
+        method: String,
+    },
+    /// Write the access/portability bundle (ZIP) and fulfil the request.
+    Export {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Erase the subject of a verified erasure request everywhere.
+    Erase { id: String },
+    /// Correct one identifier (email, phone or name) for a rectification request.
+    Rectify {
+        id: String,
+        #[arg(long)]
+        field: String,
+        #[arg(long)]
+        value: String,
+    },
+    /// Refuse with a recorded ground.
+    Refuse {
+        id: String,
+        /// repetitive, manifestly_unfounded, disproportionate_effort or others_privacy.
+        #[arg(long)]
+        ground: String,
+    },
+    /// Close a verified restriction or objection request.
+    Complete {
+        id: String,
+        #[arg(long)]
+        partially: bool,
+    },
+    /// One request with its timeline.
+    Show { id: String },
+    /// Requests, most urgent first.
+    List {
+        /// Only open requests due within this many working days (overdue included).
+        #[arg(long)]
+        due_within: Option<i64>,
+    },
+    /// The due date for a request received on a day.
+    Deadline {
+        #[arg(long)]
+        received: String,
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,0 +1,425 @@
+//! Data-subject rights on both databases: deadlines, verification before
+//! release, the access bundle (complete, per store), rectification, refusal
+//! grounds, erasure everywhere with the "already erased" answer afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use common::{Env, PASSWORD, new_user, provider_staff, seed_tenant};
+use steward::access::{Actor, Role};
+use steward::accounts::{self, NewUser};
+use steward::consent::{self, Action, Channel, Record};
+use steward::processing::{self, Use};
+use steward::registry::{PERSONAL_STORES, StoreKind};
+use steward::rights::{
+    self, Ground, Kind, NewRequest, RequestChannel, State, SubjectRef, erase, export,
+};
+use steward::{Error, audit};
+use steward_store::params;
+
+const EMAIL: &str = "rosalind.quennell@rights-probe.test";
+const NAME: &str = "Rosalind Quennell";
+
+fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+fn request(kind: Kind, subject: SubjectRef) -> NewRequest {
+    NewRequest {
+        subject,
+        kind,
+        channel: RequestChannel::Letter,
+        received_on: today(),
+        region: None,
+        details: Some(format!("{NAME} asks about her data")),
+    }
+}
+
+/// Rows about `subject` per table store, counted directly in the database.
+fn counts(env: &Env, subject: &str) -> BTreeMap<String, u64> {
+    PERSONAL_STORES
+        .iter()
+        .filter(|s| s.kind == StoreKind::Table)
+        .map(|s| {
+            let n: i64 = s
+                .subject_columns
+                .iter()
+                .map(|col| {
+                    env.core
+                        .db
+                        .read(|c| {
+                            c.query_opt(
+                                &format!("SELECT COUNT(*) FROM {} WHERE {col} = $1", s.name),
+                                params![subject],
+                            )
+                        })
+                        .unwrap()
+                        .unwrap()
+                        .i64(0)
+                        .unwrap()
+                })
+                .sum();
+            (s.name.to_owned(), n as u64)
+        })
+        .collect()
+}
+
+fn unzip(path: &std::path::Path) -> BTreeMap<String, String> {
+    let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut s = String::new();
+            f.read_to_string(&mut s).unwrap();
+            (f.name().unwrap().to_string(), s)
+        })
+        .collect()
+}
+
+fn scenario(env: &Env) {
+    let core = &env.core;
+    let t = seed_tenant(core, "rights");
+    let dpo = accounts::actor_for(&provider_staff(core, "staff-dpo", Role::Dpo));
+    let user = accounts::create_user(
+        core,
+        &Actor::cli(),
+        &t.tenant.id,
+        NewUser {
+            email: Some(EMAIL.into()),
+            display_name: Some(NAME.into()),
+            phone: Some("07700 900555".into()),
+            ..new_user("rquennell", Role::Subject)
+        },
+    )
+    .unwrap();
+    let s = user.subject_id.clone();
+    // Data in every registered store: sessions, consents (with a disclosure), requests.
+    let session = accounts::login(core, "rquennell", PASSWORD, Some("203.0.113.9")).unwrap();
+    let me = accounts::authenticate(core, &session.token).unwrap();
+    for action in [Action::Grant, Action::Withdraw, Action::Grant] {
+        consent::record(
+            core,
+            &me,
+            Record {
+                subject_id: s.clone(),
+                category: "credit_checks".into(),
+                purpose: "credit_check".into(),
+                action,
+                channel: Channel::App,
+                evidence: None,
+            },
+        )
+        .unwrap();
+    }
+    let admin = accounts::actor_for(&t.admin);
+    processing::check(
+        core,
+        &admin,
+        &Use {
+            subject_id: &s,
+            category: "credit_checks",
+            purpose: "credit_check",
+            recipient: Some("credit_agency"),
+        },
+    )
+    .unwrap();
+
+    // Access request: the deadline is 10 working days on; nothing is released before verification.
+    let req = rights::create(
+        core,
+        &dpo,
+        request(Kind::Access, SubjectRef::Email(EMAIL.to_uppercase())),
+    )
+    .unwrap();
+    assert_eq!(req.subject_id.as_deref(), Some(s.as_str()));
+    assert_eq!(req.state, State::Received);
+    assert_eq!(req.working_days_left, 10, "{req:?}");
+    assert_eq!(
+        req.details.as_deref(),
+        Some("Rosalind Quennell asks about her data")
+    );
+    let out = env.dir.path().join("bundle.zip");
+    assert!(matches!(
+        export::for_request(core, &dpo, &req.id, &out),
+        Err(Error::Conflict(_))
+    ));
+    assert!(!out.exists());
+    // The employer was told; the subject's employer admin cannot read the request itself.
+    let notes: i64 = core
+        .db
+        .read(|c| {
+            c.query_opt(
+                "SELECT COUNT(*) FROM notifications WHERE tenant_id = $1 AND request_id = $2",
+                params![t.tenant.id.as_str(), req.id.as_str()],
+            )
+        })
+        .unwrap()
+        .unwrap()
+        .i64(0)
+        .unwrap();
+    assert_eq!(notes, 1);
+    assert!(rights::list(core, &admin, None).unwrap().is_empty());
+    // Another tenant's staff see nothing of it.
+    let other = seed_tenant(core, "rights-other");
+    assert!(matches!(
+        rights::get(core, &accounts::actor_for(&other.dpo), &req.id),
+        Err(Error::NotFound(_))
+    ));
+
+    rights::verify(
+        core,
+        &dpo,
+        &req.id,
+        "passport copy checked against the letter",
+    )
+    .unwrap();
+    let expected = counts(env, &s);
+    let summary = export::for_request(core, &dpo, &req.id, &out).unwrap();
+    // Every registered store is in the bundle with exactly what is stored.
+    assert_eq!(summary.counts, expected);
+    assert!(
+        expected.values().all(|n| *n > 0),
+        "the scenario fills every store: {expected:?}"
+    );
+    let files = unzip(&out);
+    for store in PERSONAL_STORES
+        .iter()
+        .filter(|s| s.kind == StoreKind::Table)
+    {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&files[&format!("data/{}.json", store.name)]).unwrap();
+        assert_eq!(rows.len() as u64, expected[store.name], "{}", store.name);
+        let csv_rows = files[&format!("data/{}.csv", store.name)]
+            .lines()
+            .count()
+            .saturating_sub(1);
+        assert_eq!(csv_rows as u64, expected[store.name], "{} csv", store.name);
+    }
+    let subjects: Vec<serde_json::Value> =
+        serde_json::from_str(&files["data/subjects.json"]).unwrap();
+    assert_eq!(subjects[0]["email"], EMAIL);
+    assert_eq!(subjects[0]["name"], NAME);
+    assert!(
+        subjects[0].get("email_idx").is_none(),
+        "derived columns stay out"
+    );
+    let accounts_json: Vec<serde_json::Value> =
+        serde_json::from_str(&files["data/accounts.json"]).unwrap();
+    assert!(accounts_json[0].get("password_hash").is_none());
+    assert_eq!(accounts_json[0]["username"], "rquennell");
+    let art15: serde_json::Value = serde_json::from_str(&files["article15.json"]).unwrap();
+    let disclosed = art15["disclosed_to"].as_array().unwrap();
+    assert_eq!(disclosed.len(), 1);
+    assert_eq!(disclosed[0]["recipient"], "credit_agency");
+    assert!(files["article15.md"].contains("Who received your data"));
+    let manifest: serde_json::Value = serde_json::from_str(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["request_id"], req.id.as_str());
+    assert_eq!(
+        rights::get(core, &dpo, &req.id).unwrap().state,
+        State::Fulfilled
+    );
+
+    // Rectification replaces the identifier and its index.
+    let rect = rights::create(
+        core,
+        &dpo,
+        request(Kind::Rectification, SubjectRef::Id(s.clone())),
+    )
+    .unwrap();
+    assert!(
+        rights::rectify(core, &dpo, &rect.id, "email", "new@rights-probe.test").is_err(),
+        "not before verification"
+    );
+    rights::verify(core, &dpo, &rect.id, "known caller").unwrap();
+    rights::rectify(
+        core,
+        &dpo,
+        &rect.id,
+        "email",
+        "Rosalind.New@Rights-Probe.test",
+    )
+    .unwrap();
+    let found = steward::subjects::find(
+        core,
+        &dpo,
+        &t.tenant.id,
+        Some("rosalind.new@rights-probe.test"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(found, vec![s.clone()]);
+    assert!(
+        steward::subjects::find(core, &dpo, &t.tenant.id, Some(EMAIL), None)
+            .unwrap()
+            .is_empty()
+    );
+
+    // Refusal grounds: never "backup"; "repetitive" only with an earlier request.
+    let first = rights::create(
+        core,
+        &dpo,
+        request(Kind::Erasure, SubjectRef::Id(s.clone())),
+    )
+    .unwrap();
+    match Ground::parse("data is on backups") {
+        Err(Error::Invalid { message, .. }) => assert!(message.contains("never a ground")),
+        other => panic!("{other:?}"),
+    }
+    match rights::refuse(core, &dpo, &first.id, Ground::Repetitive) {
+        Err(Error::Invalid { message, .. }) => {
+            assert!(message.contains("not repetitive"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let second = rights::create(
+        core,
+        &dpo,
+        request(Kind::Erasure, SubjectRef::Id(s.clone())),
+    )
+    .unwrap();
+    let refused = rights::refuse(core, &dpo, &second.id, Ground::Repetitive).unwrap();
+    assert_eq!(refused.state, State::Refused);
+
+    // Erasure of the first request reaches every store and destroys the key.
+    rights::verify(core, &dpo, &first.id, "passport").unwrap();
+    let report = erase::for_request(core, &dpo, &first.id).unwrap();
+    assert!(report.key_destroyed);
+    assert!(report.confirmation.email.contains("erased"));
+    assert!(
+        report
+            .confirmation
+            .letter
+            .contains(&core.policy.meta().controller)
+    );
+    let after = counts(env, &s);
+    assert!(after.values().all(|n| *n == 0), "left behind: {after:?}");
+    assert!(core.keys.subject_key(&s).unwrap().is_none());
+    // Request records remain, without the subject and with their words cleared.
+    let kept = rights::get(core, &dpo, &first.id).unwrap();
+    assert_eq!(
+        (
+            kept.subject_id.as_deref(),
+            kept.details.as_deref(),
+            kept.state
+        ),
+        (None, None, State::Fulfilled)
+    );
+    assert_eq!(
+        kept.tombstone_id.as_deref(),
+        Some(report.tombstone_id.as_str())
+    );
+    // The audit chain is intact and names no one.
+    assert!(audit::verify(&core.db, &core.keys).unwrap().ok);
+    // Other people are untouched.
+    steward::subjects::read(core, &dpo, &t.subject.subject_id, "administration").unwrap();
+
+    // A later request by the old identifiers is answered from the tombstone.
+    let again = rights::create(
+        core,
+        &dpo,
+        request(Kind::Access, SubjectRef::Username("rquennell".into())),
+    )
+    .unwrap();
+    assert_eq!(again.subject_id, None);
+    assert_eq!(
+        again.tombstone_id.as_deref(),
+        Some(report.tombstone_id.as_str())
+    );
+    rights::verify(core, &dpo, &again.id, "letterhead").unwrap();
+    let out2 = env.dir.path().join("erased.zip");
+    let s2 = export::for_request(core, &dpo, &again.id, &out2).unwrap();
+    assert!(s2.erased_at.is_some());
+    assert!(unzip(&out2)["README.txt"].contains("was erased on"));
+    // Nobody matches at all: not found.
+    assert!(matches!(
+        rights::create(
+            core,
+            &dpo,
+            request(Kind::Access, SubjectRef::Email("nobody@x.test".into()))
+        ),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn rights_on_sqlite() {
+    let env = Env::sqlite();
+    scenario(&env);
+    // No identifier of the erased subject is left in clear anywhere in the data directory.
+    for needle in [
+        EMAIL,
+        "rosalind",
+        NAME,
+        "Quennell",
+        "7700900555",
+        "rquennell",
+        "203.0.113.9",
+    ] {
+        let hits = common::files_containing(env.data_dir(), needle);
+        assert!(hits.is_empty(), "{needle:?} in {hits:?}");
+    }
+}
+
+#[test]
+fn rights_on_postgres() {
+    let Some(env) = Env::postgres() else { return };
+    scenario(&env);
+}
+
+#[test]
+fn deadlines_from_the_command_line() {
+    let bin = env!("CARGO_BIN_EXE_steward");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Christmas, Boxing Day (substitute) and New Year in England and Wales.
+    assert_eq!(
+        run(&["requests", "deadline", "--received", "2026-12-18"]).1,
+        "2027-01-06"
+    );
+    // Scotland adds 2 January (the 4th, substitute).
+    assert_eq!(
+        run(&[
+            "requests",
+            "deadline",
+            "--received",
+            "2026-12-18",
+            "--region",
+            "scotland"
+        ])
+        .1,
+        "2027-01-07"
+    );
+    // Across the 2022 Platinum Jubilee.
+    assert_eq!(
+        run(&["requests", "deadline", "--received", "2022-05-27"]).1,
+        "2022-06-14"
+    );
+    let (code, out, _) = run(&["requests", "deadline", "--received", "2023-04-28", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["due"],
+        "2023-05-16"
+    );
+    let (code, _, err) = run(&["requests", "deadline", "--received", "2023-02-29"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("received") && err.contains("29"), "{err}");
+    let (code, _, err) = run(&[
+        "requests",
+        "deadline",
+        "--received",
+        "2023-01-02",
+        "--region",
+        "wales",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("england-and-wales"), "{err}");
+}
