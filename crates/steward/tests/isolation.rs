@@ -57,6 +57,9 @@ impl Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StaffExpect {
     Success,
+    /// A specific refusal that proves the object was found and checked (for
+    /// example 409 for an action the request's state does not allow yet).
+    Status(u16),
     /// Creating a tenant with B's customer number collides with B.
     Conflict,
 }
@@ -74,6 +77,8 @@ struct Request {
 /// Tenant B's identifiers: none may appear in any answer to A.
 struct TenantB {
     seeded: Seeded,
+    /// An access request about B's subject, named by `{request_id}`.
+    request_id: String,
 }
 
 impl TenantB {
@@ -155,6 +160,7 @@ fn substitute(path: &str, b: &TenantB) -> (String, bool) {
             "tenant_id" => b.tenant_id().to_owned(),
             "subject_id" => b.subject().subject_id.clone(),
             "account_id" => b.account().id.clone(),
+            "request_id" => b.request_id.clone(),
             other => panic!(
                 "route {path} has path parameter {{{other}}}, which tests/isolation.rs cannot \
                  fill in: add a substitution with tenant B's matching id to `substitute`, so that \
@@ -219,6 +225,38 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
                 "purpose": "administration",
             }))
         }
+        ("POST", "/api/v1/requests") => {
+            names_b = true;
+            // An objection, so that B's access request stays the only one of its kind.
+            Some(
+                json!({ "kind": "objection", "channel": "letter", "subject_id": b.subject().subject_id }),
+            )
+        }
+        // B's request is an unverified access request, and staff send these in
+        // path order: complete, erase, export and rectify are refused for its
+        // state or kind (409), refuse on "repetitive" is invalid (no earlier
+        // request), and verify (last) succeeds. Each answer proves the request
+        // was found.
+        ("POST", "/api/v1/requests/{request_id}/complete") => {
+            staff = StaffExpect::Status(409);
+            Some(json!({}))
+        }
+        ("POST", "/api/v1/requests/{request_id}/erase")
+        | ("POST", "/api/v1/requests/{request_id}/export") => {
+            staff = StaffExpect::Status(409);
+            None
+        }
+        ("POST", "/api/v1/requests/{request_id}/rectify") => {
+            staff = StaffExpect::Status(409);
+            Some(json!({ "field": "name", "value": "Changed By A" }))
+        }
+        ("POST", "/api/v1/requests/{request_id}/refuse") => {
+            staff = StaffExpect::Status(400);
+            Some(json!({ "ground": "repetitive" }))
+        }
+        ("POST", "/api/v1/requests/{request_id}/verify") => {
+            Some(json!({ "method": "isolation test" }))
+        }
         (m, p) => panic!(
             "route {m} {p} has no request builder in tests/isolation.rs: add one to \
              `request_for` that builds a valid request aimed at tenant B, so that tenant \
@@ -250,9 +288,22 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
     let env = Env::sqlite();
     let core = env.core.clone();
     let a = seed_tenant(&core, "alpha");
-    let b = TenantB {
-        seeded: seed_tenant(&core, "zulu"),
-    };
+    let seeded = seed_tenant(&core, "zulu");
+    let request_id = steward::rights::create(
+        &core,
+        &steward::access::Actor::cli(),
+        steward::rights::NewRequest {
+            subject: steward::rights::SubjectRef::Id(seeded.subject.subject_id.clone()),
+            kind: steward::rights::Kind::Access,
+            channel: steward::rights::RequestChannel::Letter,
+            received_on: time::OffsetDateTime::now_utc().date().to_string(),
+            region: None,
+            details: Some("isolation test".into()),
+        },
+    )
+    .unwrap()
+    .id;
+    let b = TenantB { seeded, request_id };
     let staff_op = provider_staff(&core, "staff-op", Role::Operator);
     let staff_dpo = provider_staff(&core, "staff-dpo", Role::Dpo);
     let server = Server::start(core.clone()).await;
@@ -505,6 +556,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
             let passed = match req.staff {
                 StaffExpect::Success => (200..300).contains(&s),
                 StaffExpect::Conflict => s == 409,
+                StaffExpect::Status(code) => s == code,
             };
             // What staff see of B is what the scan looks for in A's answers.
             if passed && op.method == "GET" && b.found_in(&body).is_empty() {

@@ -423,3 +423,124 @@ fn deadlines_from_the_command_line() {
     assert_eq!(code, Some(2));
     assert!(err.contains("england-and-wales"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subject_asks_for_a_copy_through_the_api() {
+    let env = Env::sqlite();
+    let t = seed_tenant(&env.core, "api");
+    let staff = provider_staff(&env.core, "api-staff-dpo", Role::Dpo);
+    let server = common::Server::start(env.core.clone()).await;
+    let user = server.login(&t.subject.username).await;
+    let dpo = server.login(&staff.username).await;
+
+    // The subject files their own request; received today, due in 10 working days.
+    let (s, req) = server
+        .call(
+            "POST",
+            "/api/v1/requests",
+            Some(&user),
+            Some(serde_json::json!({"kind": "access"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{req}");
+    assert_eq!(req["channel"], "portal");
+    assert_eq!(req["working_days_left"], 10);
+    let id = req["id"].as_str().unwrap().to_owned();
+    // They may not name someone else, nor verify themselves.
+    let (s, _) = server
+        .call(
+            "POST",
+            "/api/v1/requests",
+            Some(&user),
+            Some(serde_json::json!({"kind": "access", "subject_id": t.admin.subject_id})),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = server
+        .call(
+            "POST",
+            &format!("/api/v1/requests/{id}/verify"),
+            Some(&user),
+            Some(serde_json::json!({"method": "me"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    // The queue and the metrics show it.
+    let (s, queue) = server
+        .call("GET", "/api/v1/requests?due_within=10", Some(&dpo), None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        queue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str())
+    );
+    let (_, metrics) = server.call("GET", "/metrics", None, None).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("steward_requests_open 1"),
+        "{metrics}"
+    );
+    // Export before verification is refused; after it, the ZIP comes back.
+    let (s, body) = server
+        .call(
+            "POST",
+            &format!("/api/v1/requests/{id}/export"),
+            Some(&dpo),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let (s, _) = server
+        .call(
+            "POST",
+            &format!("/api/v1/requests/{id}/verify"),
+            Some(&dpo),
+            Some(serde_json::json!({"method": "logged-in session + ID"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let resp = server
+        .http
+        .post(server.url(&format!("/api/v1/requests/{id}/export")))
+        .bearer_auth(&dpo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/zip");
+    let bytes = resp.bytes().await.unwrap();
+    let path = env.dir.path().join("api.zip");
+    std::fs::write(&path, &bytes).unwrap();
+    let files = unzip(&path);
+    let subjects: Vec<serde_json::Value> =
+        serde_json::from_str(&files["data/subjects.json"]).unwrap();
+    assert_eq!(
+        subjects[0]["email"],
+        format!("{}@example.test", t.subject.username)
+    );
+    // The subject follows it: fulfilled, with its timeline.
+    let (s, detail) = server
+        .call("GET", &format!("/api/v1/requests/{id}"), Some(&user), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(detail["request"]["state"], "fulfilled");
+    let events: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["received", "employer_notified", "verified", "exported"]
+    );
+}

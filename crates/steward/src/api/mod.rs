@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod extract;
+mod requests;
 mod subjects;
 mod system;
 mod tenants;
@@ -182,6 +183,7 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(tenants::routes())
                 .merge(subjects::routes())
                 .merge(audit::routes())
+                .merge(requests::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()

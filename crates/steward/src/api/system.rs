@@ -32,7 +32,30 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>
     .map(Json)
 }
 
+/// How many working days ahead a request counts as nearly due in the metrics.
+const NEARLY_DUE_DAYS: i64 = 3;
+
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    // Request deadlines are state, not events: read them at scrape time.
+    let counts = blocking(&s, |core| {
+        let open = crate::rights::list(
+            core,
+            &crate::access::Actor::system("metrics"),
+            Some(i64::MAX),
+        )?;
+        let overdue = open.iter().filter(|r| r.working_days_left < 0).count();
+        let nearly = open
+            .iter()
+            .filter(|r| (0..=NEARLY_DUE_DAYS).contains(&r.working_days_left))
+            .count();
+        Ok((open.len(), overdue, nearly))
+    })
+    .await;
+    if let Ok((open, overdue, nearly)) = counts {
+        metrics::gauge!("steward_requests_open").set(open as f64);
+        metrics::gauge!("steward_requests_overdue").set(overdue as f64);
+        metrics::gauge!("steward_requests_nearly_due").set(nearly as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
