@@ -119,6 +119,8 @@ impl KeyStore {
     }
 
     /// Deletes the subject's data key: every copy of their data becomes unreadable.
+    /// The key store's write-ahead log is emptied too, so the wrapped key does not
+    /// linger there (secure_delete zeroes it in the main file).
     pub fn shred_subject_key(&self, subject_id: &str) -> Result<bool> {
         let n = self.db.write(|c: &mut dyn Conn| {
             c.execute(
@@ -126,6 +128,7 @@ impl KeyStore {
                 params![subject_id],
             )
         })?;
+        self.db.checkpoint()?;
         Ok(n > 0)
     }
 

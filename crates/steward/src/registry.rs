@@ -108,6 +108,29 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         on_erase: OnErase::Pseudonymise,
         description: "data-subject requests: kind, channel, dates, verification, outcome",
     },
+    PersonalStore {
+        name: "call_records",
+        kind: StoreKind::Table,
+        category: "traffic_data",
+        // A call concerns both parties: each one's number, raw value and the
+        // details about their end of the call are sealed with their own key.
+        subject_columns: &["caller_subject_id", "callee_subject_id"],
+        encrypted_columns: &[
+            ("caller_number_enc", "caller_subject_id"),
+            ("caller_raw_enc", "caller_subject_id"),
+            ("caller_name_enc", "caller_subject_id"),
+            ("ip_enc", "caller_subject_id"),
+            ("roaming_network_enc", "caller_subject_id"),
+            ("callee_number_enc", "callee_subject_id"),
+            ("callee_raw_enc", "callee_subject_id"),
+        ],
+        time_column: Some("start_at"),
+        key_column: "id",
+        // The other party's record of the call survives one party's erasure.
+        on_erase: OnErase::Pseudonymise,
+        description: "call detail records: parties, numbers, IP address, times, duration, \
+                      data used, roaming network",
+    },
 ];
 
 /// Tables that hold no personal data, and why.
@@ -130,6 +153,11 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
     (
         "notifications",
         "notices to a tenant's admins about requests concerning their users: ids only",
+    ),
+    (
+        "cdr_quarantine",
+        "unreadable rows of ingested call record files: file name, line and reason (which \
+         never quotes a value); the row itself is not kept",
     ),
     (
         "login_throttle",

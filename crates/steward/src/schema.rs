@@ -175,6 +175,73 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_tenant ON notifications (tenant_id, created_at);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "call_records",
+        sql: r#"
+-- Call detail records (traffic data), one row per call leg. `id` is 8 bytes of
+-- start time (big-endian) and 8 bytes of a keyed hash of the tenant, the source
+-- format and the parser's de-duplication key (leg id, raw row hash, occurrence):
+-- re-sending a record gives the same id, and ids of one file ascend with time.
+-- Each party's fields are sealed with that party's data key; the subject columns
+-- are NULL for a withheld number, and after that party's erasure. Kept: what the
+-- privacy statement lists as traffic data, and what billing and de-duplication
+-- need; not kept: channel names, dialplan arguments and the userfield. No foreign
+-- keys: rows outlive (pseudonymised) subjects, and a per-row check would slow
+-- bulk loading.
+CREATE TABLE call_records (
+    id BYTEA PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    source_format TEXT NOT NULL,
+    leg_id TEXT,
+    linked_id TEXT,
+    caller_subject_id TEXT,
+    callee_subject_id TEXT,
+    caller_number_enc BYTEA,
+    caller_raw_enc BYTEA,
+    caller_name_enc BYTEA,
+    ip_enc BYTEA,
+    roaming_network_enc BYTEA,
+    callee_number_enc BYTEA,
+    callee_raw_enc BYTEA,
+    start_at BIGINT NOT NULL,
+    answer_at BIGINT,
+    end_at BIGINT NOT NULL,
+    duration BIGINT NOT NULL,
+    billsec BIGINT NOT NULL,
+    disposition TEXT NOT NULL,
+    hangup_cause TEXT,
+    direction TEXT,
+    data_bytes BIGINT,
+    account_code TEXT,
+    context TEXT,
+    ama_flags TEXT,
+    ingested_at BIGINT NOT NULL
+);
+CREATE INDEX call_records_caller ON call_records (caller_subject_id, id);
+CREATE INDEX call_records_callee ON call_records (callee_subject_id, id);
+CREATE INDEX call_records_tenant_start ON call_records (tenant_id, start_at);
+
+-- Rows of an ingested file that could not be read: where and why, never the
+-- row itself (it is personal data and stays in the source file).
+CREATE TABLE cdr_quarantine (
+    id BYTEA PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    line BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    source_format TEXT NOT NULL,
+    first_seen_at BIGINT NOT NULL
+);
+CREATE INDEX cdr_quarantine_tenant ON cdr_quarantine (tenant_id, first_seen_at);
+
+-- PBX parties that are not phone numbers (extensions, SIP users, IMSIs): a
+-- keyed hash of the identifier as the PBX wrote it, so that the next record
+-- from the same party links to the same subject; a user's extension too.
+ALTER TABLE subjects ADD COLUMN party_idx BYTEA;
+CREATE INDEX subjects_party_idx ON subjects (party_idx);
+"#,
+    },
 ];
 
 /// The key store's schema: a separate database, so that backups and replicas of

@@ -188,6 +188,7 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
         }
         // All entries, not a first page, so nothing escapes the scan.
         ("GET", "/api/v1/audit") => url.push_str("?limit=1000"),
+        ("GET", "/api/v1/tenants/{tenant_id}/usage") => url.push_str("?month=2026-11"),
         _ => {}
     }
     let body = match (op.method.as_str(), op.path.as_str()) {
@@ -207,6 +208,14 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
             "password": PASSWORD,
             "role": "subject",
             "email": "isolation-new-user@example.test",
+        })),
+        // A call between two numbers of B's tenant; staff's ingest links it to subjects.
+        ("POST", "/api/v1/tenants/{tenant_id}/cdrs") => Some(json!({
+            "caller": "+44 1632 960001",
+            "callee": "+44 1632 960999",
+            "start": 1_793_491_300,
+            "answer": 1_793_491_305,
+            "end": 1_793_491_400,
         })),
         ("POST", "/api/v1/accounts/{account_id}/disable")
         | ("POST", "/api/v1/accounts/{account_id}/enable") => None,

@@ -79,7 +79,8 @@ fn unzip(path: &std::path::Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn scenario(env: &Env) {
+/// Runs the workflow; returns the id of the subject it erased.
+fn scenario(env: &Env) -> String {
     let core = &env.core;
     let t = seed_tenant(core, "rights");
     let dpo = accounts::actor_for(&provider_staff(core, "staff-dpo", Role::Dpo));
@@ -126,6 +127,22 @@ fn scenario(env: &Env) {
         },
     )
     .unwrap();
+    // A call she made (traffic data), sent by her employer's PBX.
+    let call = serde_json::from_value(serde_json::json!({
+        "caller": "07700 900555", "callee": "+44 161 496 0123",
+        "start": 1_793_491_300, "answer": 1_793_491_305, "end": 1_793_491_360,
+    }))
+    .unwrap();
+    steward::ingest::ingest_records(core, &admin, &t.tenant.id, &[call], false).unwrap();
+
+    // A call from the subject's phone to someone outside: a record shared by two people.
+    let call: steward::ingest::cdr::NewCallRecord = serde_json::from_value(serde_json::json!({
+        "leg_id": "rights-1", "caller": "07700 900555", "callee": "+44 1632 960123",
+        "start": 1_790_000_000, "answer": 1_790_000_005, "end": 1_790_000_065,
+    }))
+    .unwrap();
+    steward::ingest::cdr::ingest_records(core, &Actor::cli(), &t.tenant.id, &[call], false)
+        .unwrap();
 
     // Access request: the deadline is 10 working days on; nothing is released before verification.
     let req = rights::create(
@@ -342,12 +359,19 @@ fn scenario(env: &Env) {
         ),
         Err(Error::NotFound(_))
     ));
+    s
 }
 
 #[test]
 fn rights_on_sqlite() {
     let env = Env::sqlite();
-    scenario(&env);
+    let erased = scenario(&env);
+    // The destroyed key left no trace in the key store's files (main file or WAL).
+    let hits = common::files_containing(&env.data_dir().join("keys"), &erased);
+    assert!(
+        hits.is_empty(),
+        "erased subject's key row lingers in {hits:?}"
+    );
     // No identifier of the erased subject is left in clear anywhere in the data directory.
     for needle in [
         EMAIL,

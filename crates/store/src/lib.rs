@@ -94,6 +94,23 @@ pub trait Conn {
     fn query_opt(&mut self, sql: &str, params: &[Value]) -> StoreResult<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
+
+    /// Runs one query and hands each row to `f` as it arrives, so a whole table can
+    /// be read (a backup's export) without holding it in memory. Stops at the first
+    /// error `f` returns. Returns the number of rows seen.
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: &mut dyn FnMut(Row) -> StoreResult<()>,
+    ) -> StoreResult<u64> {
+        let mut n = 0u64;
+        for row in self.query(sql, params)? {
+            f(row)?;
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 /// What a driver offers; [`Db`] wraps it with typed helpers.
@@ -104,6 +121,8 @@ pub(crate) trait Driver: Send + Sync {
     fn table_names(&self) -> StoreResult<Vec<String>>;
     fn column_names(&self, table: &str) -> StoreResult<Vec<String>>;
     fn checkpoint(&self) -> StoreResult<()>;
+    fn vacuum(&self, tables: &[&str]) -> StoreResult<()>;
+    fn backup_to(&self, dest: &Path) -> StoreResult<()>;
     fn describe(&self) -> String;
 }
 
@@ -212,6 +231,58 @@ impl Db {
     pub fn checkpoint(&self) -> StoreResult<()> {
         self.driver.checkpoint()
     }
+
+    /// Reclaims the space of deleted rows in `tables`, so their bytes stop lingering
+    /// in the database files sooner: `VACUUM <table>` on PostgreSQL (one statement per
+    /// table, outside any transaction; dead tuples otherwise wait for autovacuum).
+    /// On SQLite, where `secure_delete` already overwrites deleted content, this is a
+    /// [`checkpoint`](Self::checkpoint). Table names must be plain identifiers.
+    pub fn vacuum(&self, tables: &[&str]) -> StoreResult<()> {
+        if let Some(bad) = tables.iter().find(|t| !is_identifier(t)) {
+            return Err(StoreError::Type {
+                column: 0,
+                message: format!("vacuum: {bad:?} is not a plain table name"),
+            });
+        }
+        self.driver.vacuum(tables)
+    }
+
+    /// SQLite only: writes a consistent copy of the whole database to the new file
+    /// `dest` with SQLite's online backup API, while other connections (and other
+    /// processes, such as a running server) keep reading and writing. The copy is
+    /// one self-contained file (rollback-journal mode, no `-wal`). `dest` must not
+    /// exist. On PostgreSQL this is an error: export a snapshot with [`Db::read`]
+    /// and [`Conn::query_each`] instead.
+    pub fn backup_to(&self, dest: &Path) -> StoreResult<()> {
+        self.driver.backup_to(dest)
+    }
+
+    /// SQLite only: whether another connection, in this process or another one
+    /// (a running `steward serve`), has the database file at `path` open. A missing
+    /// file is not in use.
+    pub fn sqlite_in_use(path: &Path) -> StoreResult<bool> {
+        sqlite_driver::in_use(path)
+    }
+
+    /// SQLite only: replaces the contents of the database at `dest` (created if
+    /// missing) with those of the database file `src`, page by page with the backup
+    /// API, while holding an exclusive lock on `dest`. Fails with
+    /// [`StoreError::Busy`], changing nothing, when another connection has `dest`
+    /// open. Leftover `-wal` content of `dest` is folded in first, so nothing of
+    /// the old contents survives in the log.
+    pub fn sqlite_replace(dest: &Path, src: &Path) -> StoreResult<()> {
+        sqlite_driver::replace(dest, src)
+    }
+}
+
+/// A plain SQL identifier: lower-case ASCII letters, digits and `_`, not starting
+/// with a digit. Table names interpolated into SQL must pass this.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Rewrites `$1`-style placeholders to SQLite's `?1`, leaving string literals alone.

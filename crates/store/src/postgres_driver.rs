@@ -159,6 +159,32 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
+    fn vacuum(&self, tables: &[&str]) -> StoreResult<()> {
+        let mut pooled = self.pool.get()?;
+        let res = (|| {
+            let client = pooled.conn()?;
+            for t in tables {
+                // VACUUM refuses to run in a transaction block: one statement per call.
+                client
+                    .batch_execute(&format!("VACUUM {t}"))
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        })();
+        if pooled.conn().map(|c| c.is_closed()).unwrap_or(true) {
+            pooled.discard();
+        }
+        res
+    }
+
+    fn backup_to(&self, _dest: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Postgres(
+            "a file backup is for SQLite; on PostgreSQL export a snapshot (Db::read and \
+             Conn::query_each in one REPEATABLE READ transaction)"
+                .into(),
+        ))
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }
@@ -248,6 +274,22 @@ impl Conn for PgConn<'_, '_> {
     fn query(&mut self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
         let rows = self.tx.query(sql, &as_params(params)).map_err(map_err)?;
         rows.iter().map(read_row).collect()
+    }
+
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: &mut dyn FnMut(Row) -> StoreResult<()>,
+    ) -> StoreResult<u64> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut rows = self.tx.query_raw(sql, as_params(params)).map_err(map_err)?;
+        let mut seen = 0u64;
+        while let Some(r) = rows.next().map_err(map_err)? {
+            f(read_row(&r)?)?;
+            seen += 1;
+        }
+        Ok(seen)
     }
 
     fn execute_batch(&mut self, sql: &str) -> StoreResult<()> {

@@ -139,9 +139,112 @@ impl Driver for SqliteDriver {
             .map_err(map_err)
     }
 
+    fn vacuum(&self, _tables: &[&str]) -> StoreResult<()> {
+        // secure_delete has already overwritten the deleted content in the main
+        // file; what may remain is older page images in the write-ahead log.
+        self.checkpoint()
+    }
+
+    fn backup_to(&self, dest: &Path) -> StoreResult<()> {
+        if dest.exists() {
+            return Err(StoreError::Sqlite(format!(
+                "backup: {} already exists",
+                dest.display()
+            )));
+        }
+        let mut pooled = self.readers.get()?;
+        let src = pooled.conn()?;
+        let mut dst = Connection::open_with_flags(
+            dest,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Connect(format!("{}: {e}", dest.display())))?;
+        copy_pages(src, &mut dst)?;
+        // One self-contained file: no -wal beside it.
+        dst.execute_batch("PRAGMA journal_mode = DELETE;")
+            .map_err(map_err)?;
+        dst.close().map_err(|(_, e)| map_err(e))
+    }
+
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
     }
+}
+
+/// Copies every page of `src` into `dst` in one step of the online backup API.
+/// One step reads the whole source inside a single read transaction, so the copy
+/// is one consistent snapshot even while other processes write (WAL mode lets
+/// them); an incremental backup would restart whenever another process wrote.
+fn copy_pages(src: &Connection, dst: &mut Connection) -> StoreResult<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let backup = Backup::new(src, dst).map_err(map_err)?;
+    // The source's read lock can be refused for a moment (a checkpoint resetting
+    // the log); wait as long as a writer would (the 10 s busy timeout).
+    for _ in 0..100 {
+        match backup.step(-1).map_err(map_err)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More => continue,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    Err(StoreError::Busy(
+        "the database stayed locked for 10 s during the backup".into(),
+    ))
+}
+
+fn open_exclusive(path: &Path) -> StoreResult<Option<Connection>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
+    // No busy timeout: someone else holding the file is the answer, not a wait.
+    // In exclusive locking mode the first access takes an EXCLUSIVE lock on the
+    // file and keeps it until the connection closes; every other connection in WAL
+    // mode holds a SHARED lock for as long as it is open, so this fails while any
+    // other connection (in any process) has the database open.
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;")
+        .map_err(map_err)?;
+    match conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;") {
+        Ok(()) => Ok(Some(conn)),
+        Err(e) => match map_err(e) {
+            StoreError::Busy(_) => Ok(None),
+            other => Err(other),
+        },
+    }
+}
+
+pub(crate) fn in_use(path: &Path) -> StoreResult<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    Ok(open_exclusive(path)?.is_none())
+}
+
+pub(crate) fn replace(dest: &Path, src: &Path) -> StoreResult<()> {
+    let src_conn = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Connect(format!("{}: {e}", src.display())))?;
+    let Some(mut dst) = open_exclusive(dest)? else {
+        return Err(StoreError::Busy(format!(
+            "{} is open in another process (a running server?): stop it first",
+            dest.display()
+        )));
+    };
+    dst.execute_batch("PRAGMA secure_delete = ON;")
+        .map_err(map_err)?;
+    copy_pages(&src_conn, &mut dst)?;
+    // Fold the new pages into the main file and empty the log.
+    dst.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(map_err)?;
+    drop(src_conn);
+    dst.close().map_err(|(_, e)| map_err(e))
 }
 
 struct SqliteConn<'a> {
@@ -204,6 +307,28 @@ impl Conn for SqliteConn<'_> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_err)?;
         Ok(rows)
+    }
+
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        f: &mut dyn FnMut(Row) -> StoreResult<()>,
+    ) -> StoreResult<u64> {
+        let mut stmt = self
+            .conn
+            .prepare(&to_sqlite_placeholders(sql))
+            .map_err(map_err)?;
+        let n = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(map_err)?;
+        let mut seen = 0u64;
+        while let Some(r) = rows.next().map_err(map_err)? {
+            f(read_row(r, n).map_err(map_err)?)?;
+            seen += 1;
+        }
+        Ok(seen)
     }
 
     fn execute_batch(&mut self, sql: &str) -> StoreResult<()> {

@@ -150,6 +150,39 @@ fn conformance(db: &Db) {
     assert_eq!(sum.i64(0).unwrap(), (0..5000i64).sum::<i64>());
     assert_eq!(sum.i64(1).unwrap(), 5000);
 
+    // query_each streams every row, typed, inside one snapshot; an error from the
+    // callback stops the walk and comes back to the caller.
+    let (seen, bytes) = db
+        .read(|c| {
+            let mut bytes = 0usize;
+            let n = c.query_each(
+                "SELECT id, n, blob, note FROM things WHERE id LIKE $1",
+                params!["bulk-%"],
+                &mut |r| {
+                    bytes += r.bytes(2)?.len();
+                    assert_eq!(r.opt_text(3)?, None);
+                    Ok(())
+                },
+            )?;
+            Ok((n, bytes))
+        })
+        .unwrap();
+    assert_eq!((seen, bytes), (5000, 5000 * 8));
+    let mut calls = 0;
+    let stopped = db.read(|c| {
+        c.query_each("SELECT id FROM things", &[], &mut |_| {
+            calls += 1;
+            Err(StoreError::Sqlite("stop".into()))
+        })
+    });
+    assert!(stopped.is_err());
+    assert_eq!(calls, 1);
+
+    // Vacuuming named tables works on both (a checkpoint on SQLite); anything but a
+    // plain identifier is refused before it reaches SQL.
+    db.vacuum(&["things", "more"]).unwrap();
+    assert!(db.vacuum(&["things; DROP TABLE more"]).is_err());
+
     // A row of the wrong width is refused and the whole copy rolls back.
     let bad = db.write(|c: &mut dyn Conn| {
         let mut rows = vec![vec![Value::Text("w".into()), Value::Int(1)]].into_iter();
@@ -204,6 +237,143 @@ fn postgres_conformance() {
     let db = pg.open().unwrap();
     assert_eq!(db.backend(), Backend::Postgres);
     conformance(&db);
+    // File backups are SQLite's; PostgreSQL exports a snapshot instead.
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(db.backup_to(&tmp.path().join("x.sqlite")).is_err());
+}
+
+fn count(db: &Db, sql: &str) -> i64 {
+    db.read(|c| c.query_opt(sql, &[]))
+        .unwrap()
+        .unwrap()
+        .i64(0)
+        .unwrap()
+}
+
+/// The online backup is one consistent snapshot even while another connection
+/// keeps writing: every transaction below inserts a pair of rows, so a torn copy
+/// would show an odd count or a half pair.
+#[test]
+fn sqlite_online_backup_is_consistent_while_writing() {
+    let tmp = SqliteTemp::create().unwrap();
+    let db = tmp.open().unwrap();
+    db.migrate(MIGRATIONS).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let backups = tmp.dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    std::thread::scope(|s| {
+        let writer = db.clone();
+        let stop = &stop;
+        let handle = s.spawn(move || {
+            let mut i = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer
+                    .write(|c: &mut dyn Conn| {
+                        for half in 0..2i64 {
+                            c.execute(
+                                "INSERT INTO things (id, n, blob) VALUES ($1, $2, $3)",
+                                params![format!("p{i}-{half}"), i, vec![7u8; 2000]],
+                            )?;
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                    .unwrap();
+                i += 1;
+            }
+            i
+        });
+        // Let the writer get going, then take several backups while it runs.
+        while count(&db, "SELECT COUNT(*) FROM things") < 200 {
+            std::thread::yield_now();
+        }
+        for k in 0..3 {
+            let dest = backups.join(format!("b{k}.sqlite"));
+            db.backup_to(&dest).unwrap();
+            // One self-contained file, not in WAL mode.
+            assert!(!backups.join(format!("b{k}.sqlite-wal")).exists());
+            let raw = rusqlite_header(&dest);
+            assert_eq!((raw[18], raw[19]), (1, 1), "rollback-journal mode");
+            let copy = Db::open_sqlite(&dest).unwrap();
+            let rows = count(&copy, "SELECT COUNT(*) FROM things");
+            assert!(rows >= 200 && rows % 2 == 0, "torn copy: {rows} rows");
+            let halves = count(
+                &copy,
+                "SELECT COUNT(*) FROM (SELECT n FROM things GROUP BY n HAVING COUNT(*) <> 2) AS odd",
+            );
+            assert_eq!(halves, 0);
+            let ok = copy
+                .read(|c| c.query_opt("PRAGMA integrity_check", &[]))
+                .unwrap()
+                .unwrap()
+                .text(0)
+                .unwrap();
+            assert_eq!(ok, "ok");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(handle.join().unwrap() > 100);
+    });
+    // An existing file is never overwritten.
+    let err = db.backup_to(&backups.join("b0.sqlite")).unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+}
+
+fn rusqlite_header(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()[..100].to_vec()
+}
+
+/// `sqlite_in_use` sees any open connection; `sqlite_replace` refuses while one
+/// exists, changing nothing, and otherwise swaps the whole contents.
+#[test]
+fn sqlite_replace_needs_the_file_to_itself() {
+    let tmp = SqliteTemp::create().unwrap();
+    let live_path = tmp.path();
+    let src_path = tmp.dir.path().join("src.sqlite");
+    let live = Db::open_sqlite(&live_path).unwrap();
+    live.migrate(MIGRATIONS).unwrap();
+    live.write(|c: &mut dyn Conn| c.execute("INSERT INTO more (id, v) VALUES (1, 'live')", &[]))
+        .unwrap();
+    {
+        let src = Db::open_sqlite(&src_path).unwrap();
+        src.migrate(MIGRATIONS).unwrap();
+        src.write(|c: &mut dyn Conn| {
+            c.execute("INSERT INTO more (id, v) VALUES (2, 'restored')", &[])?;
+            c.execute("INSERT INTO more (id, v) VALUES (3, 'restored')", &[])
+        })
+        .unwrap();
+        src.checkpoint().unwrap();
+    }
+    assert!(!Db::sqlite_in_use(&src_path).unwrap());
+    assert!(!Db::sqlite_in_use(&tmp.dir.path().join("missing.sqlite")).unwrap());
+    assert!(Db::sqlite_in_use(&live_path).unwrap());
+    let err = Db::sqlite_replace(&live_path, &src_path).unwrap_err();
+    assert!(matches!(err, StoreError::Busy(_)), "{err}");
+    assert_eq!(count(&live, "SELECT COUNT(*) FROM more"), 1);
+    drop(live);
+    assert!(!Db::sqlite_in_use(&live_path).unwrap());
+    Db::sqlite_replace(&live_path, &src_path).unwrap();
+    let reopened = Db::open_sqlite(&live_path).unwrap();
+    let rows = reopened
+        .read(|c| c.query("SELECT id, v FROM more ORDER BY id", &[]))
+        .unwrap();
+    let got: Vec<(i64, String)> = rows
+        .iter()
+        .map(|r| (r.i64(0).unwrap(), r.text(1).unwrap()))
+        .collect();
+    assert_eq!(got, vec![(2, "restored".into()), (3, "restored".into())]);
+    // The replaced file is an ordinary WAL database again for the next writer.
+    reopened
+        .write(|c: &mut dyn Conn| c.execute("INSERT INTO more (id, v) VALUES (4, 'new')", &[]))
+        .unwrap();
+    // A file that does not exist yet is created.
+    let fresh = tmp.dir.path().join("fresh.sqlite");
+    Db::sqlite_replace(&fresh, &src_path).unwrap();
+    assert_eq!(
+        count(
+            &Db::open_sqlite(&fresh).unwrap(),
+            "SELECT COUNT(*) FROM more"
+        ),
+        2
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod cdr;
 mod extract;
 mod requests;
 mod subjects;
@@ -184,6 +185,7 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(subjects::routes())
                 .merge(audit::routes())
                 .merge(requests::routes())
+                .merge(cdr::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()

@@ -24,7 +24,11 @@ pub(super) fn run(cli: Cli) -> Result<i32> {
     let json = cli.global.json;
     let settings = cli.global.settings();
     match cli.command {
-        Command::Serve { listen, log_format } => serve(settings, &listen, &log_format),
+        Command::Serve {
+            listen,
+            log_format,
+            retention_interval,
+        } => serve(settings, &listen, &log_format, &retention_interval),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file, json),
         Command::Policy(PolicyCommand::Render { out }) => policy_render(&settings, &out, json),
         Command::Admin(cmd) => {
@@ -53,6 +57,10 @@ pub(super) fn run(cli: Cli) -> Result<i32> {
             rotate_master(settings, new_key_file, json)
         }
         Command::Requests(cmd) => super::requests::run(settings, cmd, json),
+        Command::Retention(cmd) => super::retention::run(settings, cmd, json),
+        Command::Backup(cmd) => super::backup::run(settings, cmd, json),
+        Command::Ingest(cmd) => super::ingest::run(settings, cmd, json),
+        Command::Usage(args) => super::ingest::usage(settings, args, json),
     }
 }
 
@@ -104,7 +112,12 @@ fn pending_path(path: &std::path::Path) -> std::path::PathBuf {
     p.into()
 }
 
-fn serve(settings: Settings, listen: &str, log_format: &str) -> Result<i32> {
+fn serve(
+    settings: Settings,
+    listen: &str,
+    log_format: &str,
+    retention_interval: &str,
+) -> Result<i32> {
     init_logging(log_format)?;
     let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
         invalid(
@@ -112,6 +125,7 @@ fn serve(settings: Settings, listen: &str, log_format: &str) -> Result<i32> {
             format!("{listen:?} is not an address like 127.0.0.1:8080"),
         )
     })?;
+    let retention_every = crate::retention::parse_interval(retention_interval)?;
     let core = Arc::new(open(settings)?);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Internal(e.to_string()))?;
     runtime.block_on(async move {
@@ -128,9 +142,20 @@ fn serve(settings: Settings, listen: &str, log_format: &str) -> Result<i32> {
             core.blobs.describe()
         );
         tracing::info!(%local, "listening");
-        crate::api::serve(core, listener, shutdown_signal())
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let retention = retention_every.map(|every| {
+            tracing::info!(interval_secs = every.as_secs(), "retention job scheduled");
+            crate::retention::spawn_scheduler(core.clone(), every, stop.clone())
+        });
+        let served = crate::api::serve(core, listener, shutdown_signal())
             .await
-            .map_err(|e| Error::Internal(e.to_string()))
+            .map_err(|e| Error::Internal(e.to_string()));
+        // A run in progress stops at the next subject; the runtime waits for it.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(task) = retention {
+            task.abort();
+        }
+        served
     })?;
     Ok(0)
 }

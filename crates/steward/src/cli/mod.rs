@@ -2,8 +2,11 @@
 //! `--json` makes it print one JSON object. Exit codes: 0 success, 1 failure,
 //! 2 bad input, 3 refused (not found, forbidden, conflict).
 
+mod backup;
 mod commands;
+mod ingest;
 mod requests;
+mod retention;
 
 use std::path::PathBuf;
 
@@ -101,6 +104,10 @@ pub enum Command {
         /// Log format: json (structured) or text.
         #[arg(long, env = "STEWARD_LOG_FORMAT", default_value = "json")]
         log_format: String,
+        /// How often the retention job runs inside the server (24h, 30m, 3600s);
+        /// 0 disables it. See docs/RETENTION.md.
+        #[arg(long, env = "STEWARD_RETENTION_INTERVAL", default_value = crate::retention::DEFAULT_INTERVAL)]
+        retention_interval: String,
     },
     /// Tenants and users.
     #[command(subcommand)]
@@ -120,6 +127,49 @@ pub enum Command {
     /// Data-subject requests: access, portability, rectification, erasure, …
     #[command(subcommand)]
     Requests(RequestsCommand),
+    /// Retention: erase data whose period ran out; legal holds and archiving exemptions.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Backups of data and blobs without the keys, and their restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Ingest traffic data: call detail records from PBX files; users' extensions.
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
+    /// Calls, minutes and data per account of a tenant for a month, for billing.
+    Usage(ingest::UsageArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Hard-erase data whose retention period has run out (see docs/RETENTION.md).
+    Run {
+        /// List what would be erased, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Judge expiry as of this day (YYYY-MM-DD, 00:00 UTC) instead of now, to
+        /// test a policy change. A day in the future needs --dry-run.
+        #[arg(long, hide = true)]
+        as_of: Option<String>,
+    },
+    /// Place a legal hold or an archiving exemption: retention erases nothing of the subject's.
+    Hold {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// legal or archive.
+        #[arg(long)]
+        kind: String,
+    },
+    /// Release a legal hold or an archiving exemption.
+    Release {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// legal or archive.
+        #[arg(long)]
+        kind: String,
+    },
+    /// Subjects on legal hold or archive-exempt (ids only).
+    Holds,
 }
 
 #[derive(Debug, Args)]

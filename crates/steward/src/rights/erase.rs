@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use steward_crypto::IdentifierKind;
-use steward_store::params;
+use steward_store::{Conn, Value, params};
 use utoipa::ToSchema;
 
 use super::{Kind, State, audit_request, for_action, log_event, require_actionable, set_state};
@@ -18,7 +18,7 @@ use crate::audit::Event;
 use crate::clock::rfc3339;
 use crate::core::{Steward, Tx, block_on};
 use crate::error::{Error, Result};
-use crate::registry::{OnErase, PERSONAL_STORES, StoreKind};
+use crate::registry::{OnErase, PERSONAL_STORES, PersonalStore, StoreKind};
 use crate::subjects;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -104,13 +104,34 @@ pub fn erase_subject(
     subject_id: &str,
     reason: Reason,
 ) -> Result<ErasureReport> {
+    erase_subject_if(core, actor, subject_id, reason, |_| Ok(true))?
+        .ok_or_else(|| Error::Internal("erasure skipped without a condition".into()))
+}
+
+/// [`erase_subject`], but only if `still_due`, asked inside the erasing
+/// transaction before anything changes, answers true; `None` when it did not.
+/// The retention job uses it so that a subject who engaged (or was put on hold)
+/// after the plan was made is not erased.
+pub(crate) fn erase_subject_if(
+    core: &Steward,
+    actor: &Actor,
+    subject_id: &str,
+    reason: Reason,
+    still_due: impl FnOnce(&mut Tx<'_>) -> Result<bool>,
+) -> Result<Option<ErasureReport>> {
     let tombstone_id = uuid::Uuid::now_v7().to_string();
-    let (tenant, deleted, pseudonymised, at) = core.write(actor, |tx| {
+    let erased = core.write(actor, |tx| {
         let tenant = subjects::tenant_of(tx.conn, subject_id)?;
         actor.require_subject(&tenant, subject_id)?;
+        if !still_due(tx)? {
+            return Ok(None);
+        }
         let (deleted, pseudonymised) = erase_rows(tx, subject_id, &tenant, &tombstone_id, &reason)?;
-        Ok((tenant, deleted, pseudonymised, tx.at))
+        Ok(Some((tenant, deleted, pseudonymised, tx.at)))
     })?;
+    let Some((tenant, deleted, pseudonymised, at)) = erased else {
+        return Ok(None);
+    };
     // Blobs live outside the transaction; the key's destruction below makes any
     // object that a failure here leaves behind unreadable all the same.
     let blobs = &core.blobs;
@@ -124,11 +145,18 @@ pub fn erase_subject(
         0
     };
     let key_destroyed = core.keys.shred_subject_key(subject_id)?;
-    // Leave no erased page in SQLite's write-ahead log (secure_delete already
-    // zeroes freed pages in the main file).
-    core.db.checkpoint()?;
+    // Leave no erased row behind: on SQLite, empty the write-ahead log
+    // (secure_delete already zeroes freed pages in the main file); on PostgreSQL,
+    // VACUUM the touched tables so dead tuples do not wait for autovacuum.
+    let touched: Vec<&str> = deleted
+        .iter()
+        .chain(pseudonymised.iter())
+        .filter(|(_, n)| **n > 0)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    core.db.vacuum(&touched)?;
     let confirmation = confirmation(core, &tombstone_id, at, &deleted, &pseudonymised);
-    Ok(ErasureReport {
+    Ok(Some(ErasureReport {
         subject_id: subject_id.to_owned(),
         tenant_id: tenant,
         tombstone_id,
@@ -138,7 +166,7 @@ pub fn erase_subject(
         blobs_deleted,
         key_destroyed,
         confirmation,
-    })
+    }))
 }
 
 type Counts = BTreeMap<String, u64>;
@@ -180,34 +208,12 @@ fn erase_rows(
         .filter(|s| s.kind == StoreKind::Table)
     {
         for col in store.subject_columns {
-            match store.on_erase {
-                OnErase::Delete => {
-                    let n = tx.conn.execute(
-                        &format!("DELETE FROM {} WHERE {col} = $1", store.name),
-                        params![subject_id],
-                    )?;
-                    *deleted.entry(store.name.to_owned()).or_default() += n;
-                }
-                OnErase::Pseudonymise => {
-                    let mut sets = vec![format!("{col} = NULL")];
-                    sets.extend(
-                        store
-                            .encrypted_columns
-                            .iter()
-                            .filter(|(_, owner)| owner == col)
-                            .map(|(c, _)| format!("{c} = NULL")),
-                    );
-                    let n = tx.conn.execute(
-                        &format!(
-                            "UPDATE {} SET {} WHERE {col} = $1",
-                            store.name,
-                            sets.join(", ")
-                        ),
-                        params![subject_id],
-                    )?;
-                    *pseudonymised.entry(store.name.to_owned()).or_default() += n;
-                }
-            }
+            let n = clear_rows(tx.conn, store, col, subject_id, None)?;
+            let counts = match store.on_erase {
+                OnErase::Delete => &mut deleted,
+                OnErase::Pseudonymise => &mut pseudonymised,
+            };
+            *counts.entry(store.name.to_owned()).or_default() += n;
         }
     }
     let request_id = match reason {
@@ -239,6 +245,59 @@ fn erase_rows(
         ..Event::default()
     })?;
     Ok((deleted, pseudonymised))
+}
+
+/// Erases one subject's rows from one table store, as the registry says
+/// (`on_erase`): deletes them, or keeps them with the subject column and the
+/// columns sealed with that subject's key cleared. `column` is one of the
+/// store's subject columns; `only` limits the change to the rows with these
+/// values in the store's `key_column` (the retention job's expired rows).
+/// Returns the number of rows changed.
+pub(crate) fn clear_rows(
+    conn: &mut dyn Conn,
+    store: &PersonalStore,
+    column: &str,
+    subject_id: &str,
+    only: Option<&[Value]>,
+) -> Result<u64> {
+    let change = match store.on_erase {
+        OnErase::Delete => format!("DELETE FROM {}", store.name),
+        OnErase::Pseudonymise => {
+            let mut sets = vec![format!("{column} = NULL")];
+            sets.extend(
+                store
+                    .encrypted_columns
+                    .iter()
+                    .filter(|(_, owner)| *owner == column)
+                    .map(|(c, _)| format!("{c} = NULL")),
+            );
+            format!("UPDATE {} SET {}", store.name, sets.join(", "))
+        }
+    };
+    let Some(keys) = only else {
+        return Ok(conn.execute(
+            &format!("{change} WHERE {column} = $1"),
+            params![subject_id],
+        )?);
+    };
+    // Bounded statements: SQLite caps the number of parameters.
+    const CHUNK: usize = 500;
+    let mut n = 0;
+    for chunk in keys.chunks(CHUNK) {
+        let mut args = Vec::with_capacity(chunk.len() + 1);
+        args.push(Value::from(subject_id));
+        args.extend(chunk.iter().cloned());
+        let marks: Vec<String> = (2..=args.len()).map(|i| format!("${i}")).collect();
+        n += conn.execute(
+            &format!(
+                "{change} WHERE {column} = $1 AND {} IN ({})",
+                store.key_column,
+                marks.join(", ")
+            ),
+            &args,
+        )?;
+    }
+    Ok(n)
 }
 
 /// Whether identifiers match an erasure tombstone (the subject was erased).

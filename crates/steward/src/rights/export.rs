@@ -198,8 +198,8 @@ fn plan(store: &PersonalStore, columns: &[String], subject_col: &str) -> Vec<(St
             continue; // derived values, not the subject's data
         }
         if let Some((_, owner)) = store.encrypted_columns.iter().find(|(e, _)| e == c) {
+            let name = c.strip_suffix("_enc").unwrap_or(c).to_owned();
             if *owner == subject_col {
-                let name = c.strip_suffix("_enc").unwrap_or(c).to_owned();
                 out.push((
                     name,
                     Out::Sealed {
@@ -207,8 +207,12 @@ fn plan(store: &PersonalStore, columns: &[String], subject_col: &str) -> Vec<(St
                         field: store.field_name(c),
                     },
                 ));
+            } else {
+                // Sealed with someone else's key: not theirs to receive. Named all
+                // the same, so that every row of a store shared by two people (a
+                // call) has the same columns, whichever side the subject is on.
+                out.push((name, Out::Redacted));
             }
-            // Sealed with someone else's key: not theirs to receive.
             continue;
         }
         if store.subject_columns.contains(&c.as_str()) && c != subject_col {
@@ -365,9 +369,12 @@ struct Disclosure {
     last_at: String,
 }
 
+/// (recipient, category, purpose): one line of the disclosure list.
+type DisclosureKey = (String, Option<String>, Option<String>);
+
 /// Recipients the subject's data was actually disclosed to, from the audit log.
 fn disclosures(core: &Steward, subject: &str) -> Result<Vec<Disclosure>> {
-    let mut by: BTreeMap<(String, Option<String>, Option<String>), (u64, i64)> = BTreeMap::new();
+    let mut by: BTreeMap<DisclosureKey, (u64, i64)> = BTreeMap::new();
     for e in audit::for_subject(&core.db, subject)? {
         if let (Some(r), "disclose") = (&e.recipient, e.action.as_str()) {
             let entry = by
