@@ -131,6 +131,23 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         description: "call detail records: parties, numbers, IP address, times, duration, \
                       data used, roaming network",
     },
+    PersonalStore {
+        name: "web_visits",
+        kind: StoreKind::Table,
+        category: "web_analytics",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[
+            ("page_enc", "subject_id"),
+            ("referrer_domain_enc", "subject_id"),
+            ("ip_enc", "subject_id"),
+            ("browser_enc", "subject_id"),
+        ],
+        time_column: Some("at"),
+        key_column: "id",
+        on_erase: OnErase::Delete,
+        description: "website page visits (kept only with analytics consent): page, \
+                      referring domain, IP address, browser",
+    },
 ];
 
 /// Tables that hold no personal data, and why.
@@ -166,6 +183,12 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
     (
         "audit_log",
         "pseudonymous ids, actions, categories and purposes; no personal data",
+    ),
+    (
+        "usage_stats",
+        "anonymous app usage counters per day, feature, platform and app version: no user, \
+         subject, tenant, device, session or IP column and nothing finer than a day, so no \
+         row relates to a person (reports also suppress cells under 10)",
     ),
 ];
 

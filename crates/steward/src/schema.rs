@@ -242,6 +242,47 @@ ALTER TABLE subjects ADD COLUMN party_idx BYTEA;
 CREATE INDEX subjects_party_idx ON subjects (party_idx);
 "#,
     },
+    Migration {
+        version: 10,
+        name: "analytics",
+        sql: r#"
+-- App usage statistics, anonymous from the outset: day-level counters per
+-- feature, platform and app version. No user, subject, account, tenant,
+-- device, session or IP column, and no time finer than the day (UTC), so no
+-- row can be tied to the person whose app sent it. Reports suppress small
+-- cells (analytics/usage.rs).
+CREATE TABLE usage_stats (
+    day TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    app_version TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (day, feature, platform, app_version)
+);
+
+-- Website visitors are subjects of kind `visitor`, found by a keyed hash of
+-- the random id in their cookie; the id itself is never stored.
+ALTER TABLE subjects ADD COLUMN visitor_idx BYTEA;
+CREATE UNIQUE INDEX subjects_visitor_idx ON subjects (visitor_idx);
+
+-- Page visits, kept only while the visitor's analytics consent is in force:
+-- the page (path only), the referring domain (not the URL), the IP address and
+-- the browser (family, version, system and device class, not the whole user
+-- agent), each sealed with the visitor's data key.
+CREATE TABLE web_visits (
+    id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    tenant_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    page_enc BYTEA NOT NULL,
+    referrer_domain_enc BYTEA,
+    ip_enc BYTEA,
+    browser_enc BYTEA
+);
+CREATE INDEX web_visits_subject ON web_visits (subject_id, at);
+CREATE INDEX web_visits_at ON web_visits (at);
+"#,
+    },
 ];
 
 /// The key store's schema: a separate database, so that backups and replicas of

@@ -93,6 +93,36 @@ fn seed(core: &Steward, tag: &str) -> People {
             },
         )
         .unwrap();
+        // A website visit under web analytics consent (the web_visits store).
+        for purpose in ["research_statistics", "service_improvement"] {
+            consent::record(
+                core,
+                &me,
+                Record {
+                    subject_id: acc.subject_id.clone(),
+                    category: "web_analytics".into(),
+                    purpose: purpose.into(),
+                    action: Action::Grant,
+                    channel: Channel::Web,
+                    evidence: None,
+                },
+            )
+            .unwrap();
+        }
+        let visit = steward::analytics::web::clean(
+            &steward::analytics::web::Visit {
+                visitor_id: format!("backup-visitor-{}", acc.username),
+                page: "/pricing".into(),
+                referrer: None,
+                user_agent: None,
+            },
+            None,
+            Some("198.51.100.23".parse().unwrap()),
+        )
+        .unwrap();
+        assert!(
+            steward::analytics::web::collect_for_subject(core, &acc.subject_id, &visit).unwrap()
+        );
         rights::create(
             core,
             &dpo,

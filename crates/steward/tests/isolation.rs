@@ -21,7 +21,7 @@ const METHODS: [&str; 8] = [
 
 /// Operations that need no token, with the reason. Any other operation the
 /// document declares without `security` fails the test.
-const PUBLIC: [(&str, &str, &str); 2] = [
+const PUBLIC: [(&str, &str, &str); 4] = [
     (
         "POST",
         "/api/v1/auth/login",
@@ -31,6 +31,18 @@ const PUBLIC: [(&str, &str, &str); 2] = [
         "GET",
         "/api/v1/policy",
         "the privacy notice as data: no tenant data",
+    ),
+    (
+        "POST",
+        "/api/v1/web/consent",
+        "the website's cookie banner: the visitor's random cookie id names the visitor (in \
+         the provider's tenant); the answer echoes the choice and counts, no tenant data",
+    ),
+    (
+        "POST",
+        "/api/v1/web/visits",
+        "the website's visit collector: named by the visitor's cookie id; the answer is only \
+         whether the visit was stored",
     ),
 ];
 
@@ -189,6 +201,9 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
         // All entries, not a first page, so nothing escapes the scan.
         ("GET", "/api/v1/audit") => url.push_str("?limit=1000"),
         ("GET", "/api/v1/tenants/{tenant_id}/usage") => url.push_str("?month=2026-11"),
+        ("GET", "/api/v1/usage-statistics/report") => {
+            url.push_str("?from=2026-11-01&to=2026-11-30")
+        }
         _ => {}
     }
     let body = match (op.method.as_str(), op.path.as_str()) {
@@ -266,6 +281,24 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
         ("POST", "/api/v1/requests/{request_id}/verify") => {
             Some(json!({ "method": "isolation test" }))
         }
+        // Anonymous counters: no tenant's objects are named (A's callers lack the
+        // consent, so they get 403 and nothing is stored).
+        ("POST", "/api/v1/usage-statistics") => Some(json!({
+            "events": [{ "feature": "dialpad", "count": 1 }],
+            "app_version": "4.2.1",
+            "platform": "ios",
+        })),
+        // Public website routes: a visitor of the provider's own website, no tenant.
+        ("POST", "/api/v1/web/consent") => Some(json!({
+            "visitor_id": "isolation-visitor-0000000001",
+            "necessary": true,
+            "analytics": true,
+            "marketing": false,
+        })),
+        ("POST", "/api/v1/web/visits") => Some(json!({
+            "visitor_id": "isolation-visitor-0000000001",
+            "page": "/isolation",
+        })),
         (m, p) => panic!(
             "route {m} {p} has no request builder in tests/isolation.rs: add one to \
              `request_for` that builds a valid request aimed at tenant B, so that tenant \

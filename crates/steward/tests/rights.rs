@@ -115,6 +115,34 @@ fn scenario(env: &Env) -> String {
         )
         .unwrap();
     }
+    // A website visit linked to her, kept under her web analytics consent.
+    for purpose in ["research_statistics", "service_improvement"] {
+        consent::record(
+            core,
+            &me,
+            Record {
+                subject_id: s.clone(),
+                category: "web_analytics".into(),
+                purpose: purpose.into(),
+                action: Action::Grant,
+                channel: Channel::Web,
+                evidence: None,
+            },
+        )
+        .unwrap();
+    }
+    let visit = steward::analytics::web::clean(
+        &steward::analytics::web::Visit {
+            visitor_id: "rights-visitor-0000000001".into(),
+            page: "/support/rosalind-quennell".into(),
+            referrer: Some("https://search.example.test/?q=quennell".into()),
+            user_agent: None,
+        },
+        None,
+        Some("203.0.113.9".parse().unwrap()),
+    )
+    .unwrap();
+    assert!(steward::analytics::web::collect_for_subject(core, &s, &visit).unwrap());
     let admin = accounts::actor_for(&t.admin);
     processing::check(
         core,

@@ -2,6 +2,7 @@
 //! from the handlers themselves. Handlers are thin: they parse, authenticate,
 //! then call one domain operation on a blocking thread.
 
+mod analytics;
 mod audit;
 mod auth;
 mod cdr;
@@ -186,6 +187,7 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(audit::routes())
                 .merge(requests::routes())
                 .merge(cdr::routes())
+                .merge(analytics::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()

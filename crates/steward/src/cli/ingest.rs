@@ -35,7 +35,7 @@ pub enum IngestCommand {
         #[command(flatten)]
         subject: SubjectArgs,
         /// The extension as the PBX writes it (for example 1001).
-        #[arg(long, group = "ext", required = true)]
+        #[arg(long, group = "ext")]
         extension: Option<String>,
         /// Forget the user's extension.
         #[arg(long, group = "ext")]
@@ -90,8 +90,11 @@ pub(super) fn run(settings: Settings, cmd: IngestCommand, json: bool) -> Result<
         IngestCommand::Extension {
             subject,
             extension,
-            clear: _,
+            clear,
         } => {
+            if extension.is_none() && !clear {
+                return Err(invalid("extension", "give --extension EXT, or --clear"));
+            }
             let core = open(settings)?;
             let id = resolve_subject(
                 &core,

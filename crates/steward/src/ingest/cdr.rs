@@ -800,7 +800,12 @@ impl<'a> Builder<'a> {
         v.push(seal(aad, caller, "caller_raw", caller_raw.as_deref())?);
         v.push(seal(aad, caller, "caller_name", name.as_deref())?);
         v.push(seal(aad, caller, "ip", r.ip_address.as_deref())?);
-        v.push(seal(aad, caller, "roaming_network", r.roaming_network.as_deref())?);
+        v.push(seal(
+            aad,
+            caller,
+            "roaming_network",
+            r.roaming_network.as_deref(),
+        )?);
         // The called end, under the callee's key.
         v.push(seal(aad, callee, "callee_number", e164(callee_slot))?);
         v.push(seal(aad, callee, "callee_raw", callee_raw.as_deref())?);
