@@ -104,8 +104,26 @@ pub fn erase_subject(
     subject_id: &str,
     reason: Reason,
 ) -> Result<ErasureReport> {
-    erase_subject_if(core, actor, subject_id, reason, |_| Ok(true))?
-        .ok_or_else(|| Error::Internal("erasure skipped without a condition".into()))
+    // Check the actor's scope before destroying anything, then destroy the key
+    // first: from that moment the subject is unreadable everywhere (data store,
+    // blobs, backups), however long the row deletion below takes. A failure after
+    // this point leaves ciphertext nobody can open, and a retry finishes the job.
+    let tenant = core
+        .db
+        .read(|c| {
+            c.query_opt(
+                "SELECT tenant_id FROM subjects WHERE id = $1",
+                params![subject_id],
+            )
+        })?
+        .ok_or_else(|| Error::NotFound("subject".into()))?
+        .text(0)?;
+    actor.require_subject(&tenant, subject_id)?;
+    let destroyed = core.keys.shred_subject_key(subject_id)?;
+    let mut report = erase_inner(core, actor, subject_id, reason, |_| Ok(true), false)?
+        .ok_or_else(|| Error::Internal("erasure skipped without a condition".into()))?;
+    report.key_destroyed |= destroyed;
+    Ok(report)
 }
 
 /// [`erase_subject`], but only if `still_due`, asked inside the erasing
@@ -118,6 +136,19 @@ pub(crate) fn erase_subject_if(
     subject_id: &str,
     reason: Reason,
     still_due: impl FnOnce(&mut Tx<'_>) -> Result<bool>,
+) -> Result<Option<ErasureReport>> {
+    // The condition is asked inside the transaction, so here the key can only go
+    // once the rows have.
+    erase_inner(core, actor, subject_id, reason, still_due, true)
+}
+
+fn erase_inner(
+    core: &Steward,
+    actor: &Actor,
+    subject_id: &str,
+    reason: Reason,
+    still_due: impl FnOnce(&mut Tx<'_>) -> Result<bool>,
+    destroy_key: bool,
 ) -> Result<Option<ErasureReport>> {
     let tombstone_id = uuid::Uuid::now_v7().to_string();
     let erased = core.write(actor, |tx| {
@@ -132,8 +163,9 @@ pub(crate) fn erase_subject_if(
     let Some((tenant, deleted, pseudonymised, at)) = erased else {
         return Ok(None);
     };
-    // Blobs live outside the transaction; the key's destruction below makes any
-    // object that a failure here leaves behind unreadable all the same.
+    let key_destroyed = destroy_key && core.keys.shred_subject_key(subject_id)?;
+    // Blobs live outside the transaction; the key's destruction makes any object
+    // that a failure here leaves behind unreadable all the same.
     let blobs = &core.blobs;
     let prefix = format!("tenant/{tenant}/subject/{subject_id}");
     let blobs_deleted = if PERSONAL_STORES
@@ -144,7 +176,6 @@ pub(crate) fn erase_subject_if(
     } else {
         0
     };
-    let key_destroyed = core.keys.shred_subject_key(subject_id)?;
     // Leave no erased row behind: on SQLite, empty the write-ahead log
     // (secure_delete already zeroes freed pages in the main file); on PostgreSQL,
     // VACUUM the touched tables so dead tuples do not wait for autovacuum.
