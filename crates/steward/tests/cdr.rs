@@ -248,6 +248,27 @@ fn files_scenario(env: &Env) {
         (as_caller as usize, as_callee as usize),
         (out.len(), inc.len())
     );
+    // Every one of those rows opens with the user's key (ciphertexts of a value
+    // that recurs are made once per run and re-used).
+    let key = core.subject_key(&caller.subject_id).unwrap();
+    let sealed = env
+        .core
+        .db
+        .read(|c| {
+            c.query(
+                "SELECT caller_number_enc, caller_raw_enc FROM call_records WHERE caller_subject_id = $1",
+                params![caller.subject_id.as_str()],
+            )
+        })
+        .unwrap();
+    assert_eq!(sealed.len(), out.len());
+    for r in &sealed {
+        let open = |i: usize, field: &str| {
+            fields::open(&key, field, &caller.subject_id, &r.bytes(i).unwrap()).unwrap()
+        };
+        assert_eq!(open(0, "call_records.caller_number"), "+447914459811");
+        assert_eq!(open(1, "call_records.caller_raw"), MOCK_CALLER);
+    }
     // The extension user is the callee of the test suite's calls.
     assert_eq!(
         count(

@@ -27,6 +27,7 @@
 //! that creates subjects writes one `subject.create` entry. Figures and the
 //! reasoning behind the batch and transaction sizes: `docs/PERFORMANCE.md`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
@@ -455,11 +456,73 @@ fn produce(
 /// Rows ready to insert, and the rows that could not be read.
 struct Batch {
     tenant_id: String,
+    /// `ingested_at` of the rows.
+    at: i64,
     /// New `external_party` subjects named by `rows` ([`SUBJECT_COLUMNS`]).
     subjects: Vec<Vec<Value>>,
-    rows: Vec<Vec<Value>>,
+    rows: Vec<Prepared>,
     quarantine: Vec<Vec<Value>>,
     bad: Vec<RowError>,
+}
+
+/// A record ready to store: linked, sealed, with its id, held in few allocations
+/// (ciphertexts and subject ids are shared with the caches). The writer turns it
+/// into column values ([`Prepared::values`]) as it inserts, so that the values
+/// are allocated and freed by the same thread, as the ceiling's are.
+struct Prepared {
+    id: [u8; 16],
+    source_format: Format,
+    leg_id: Option<String>,
+    linked_id: Option<String>,
+    caller_id: Option<Arc<str>>,
+    callee_id: Option<Arc<str>>,
+    /// In [`COLUMNS`] order: caller number, raw, name, IP, roaming network;
+    /// callee number, raw.
+    sealed: [Option<Arc<[u8]>>; 7],
+    start: i64,
+    answer: Option<i64>,
+    end: i64,
+    duration: i64,
+    billsec: i64,
+    disposition: Disposition,
+    hangup_cause: Option<String>,
+    direction: Option<String>,
+    data_bytes: Option<i64>,
+    account_code: Option<String>,
+    context: Option<String>,
+    ama_flags: Option<String>,
+}
+
+impl Prepared {
+    /// The row, in [`COLUMNS`] order.
+    fn values(self, tenant_id: &str, at: i64) -> Vec<Value> {
+        let id = |p: Option<Arc<str>>| p.map_or(Value::Null, |p| Value::Text(p.to_string()));
+        let mut v = Vec::with_capacity(COLUMNS.len());
+        v.push(Value::Bytes(self.id.to_vec()));
+        v.push(Value::Text(tenant_id.to_owned()));
+        v.push(Value::Text(self.source_format.as_str().to_owned()));
+        v.push(Value::from(self.leg_id));
+        v.push(Value::from(self.linked_id));
+        v.push(id(self.caller_id));
+        v.push(id(self.callee_id));
+        for s in self.sealed {
+            v.push(s.map_or(Value::Null, |b| Value::Bytes(b.to_vec())));
+        }
+        v.push(Value::Int(self.start));
+        v.push(int(self.answer));
+        v.push(Value::Int(self.end));
+        v.push(Value::Int(self.duration));
+        v.push(Value::Int(self.billsec));
+        v.push(Value::Text(self.disposition.as_asterisk().to_owned()));
+        v.push(Value::from(self.hangup_cause));
+        v.push(Value::from(self.direction));
+        v.push(int(self.data_bytes));
+        v.push(Value::from(self.account_code));
+        v.push(Value::from(self.context));
+        v.push(Value::from(self.ama_flags));
+        v.push(Value::Int(at));
+        v
+    }
 }
 
 /// What writing one batch did.
@@ -477,6 +540,7 @@ struct Written {
 fn write_batch_in(tx: &mut Tx<'_>, batch: Batch) -> Result<Written> {
     let Batch {
         tenant_id,
+        at,
         subjects,
         rows,
         quarantine,
@@ -489,7 +553,7 @@ fn write_batch_in(tx: &mut Tx<'_>, batch: Batch) -> Result<Written> {
             .copy_in("subjects", &SUBJECT_COLUMNS, &mut subjects.into_iter())?;
         tx.audit(created_event(&tenant_id, n))?;
     }
-    let accepted = insert_rows(tx.conn, &tenant_id, rows)?;
+    let accepted = insert_rows(tx.conn, &tenant_id, at, rows)?;
     for q in &quarantine {
         tx.conn.execute(QUARANTINE_SQL, q)?;
     }
@@ -511,7 +575,7 @@ fn write_batch_in(tx: &mut Tx<'_>, batch: Batch) -> Result<Written> {
 /// every candidate (nothing, for new traffic); a wider batch asks by id. SQLite has
 /// one writer; on PostgreSQL a per-tenant transaction lock keeps two ingests of a
 /// tenant from passing each other between the question and the COPY.
-fn insert_rows(conn: &mut dyn Conn, tenant_id: &str, rows: Vec<Vec<Value>>) -> Result<u64> {
+fn insert_rows(conn: &mut dyn Conn, tenant_id: &str, at: i64, rows: Vec<Prepared>) -> Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -525,18 +589,13 @@ fn insert_rows(conn: &mut dyn Conn, tenant_id: &str, rows: Vec<Vec<Value>>) -> R
     let keep: Vec<bool> = {
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         rows.iter()
-            .map(|row| match row.first() {
-                Some(Value::Bytes(id)) => {
-                    !stored.contains(id.as_slice()) && seen.insert(id.as_slice())
-                }
-                _ => false,
-            })
+            .map(|r| !stored.contains(r.id.as_slice()) && seen.insert(r.id))
             .collect()
     };
     let mut fresh = rows
         .into_iter()
         .zip(keep)
-        .filter_map(|(row, keep)| keep.then_some(row));
+        .filter_map(|(row, keep)| keep.then(|| row.values(tenant_id, at)));
     Ok(conn.copy_in("call_records", &COLUMNS, &mut fresh)?)
 }
 
@@ -544,15 +603,11 @@ fn insert_rows(conn: &mut dyn Conn, tenant_id: &str, rows: Vec<Vec<Value>>) -> R
 fn stored_ids(
     conn: &mut dyn Conn,
     tenant_id: &str,
-    rows: &[Vec<Value>],
+    rows: &[Prepared],
 ) -> Result<std::collections::HashSet<Vec<u8>>> {
-    const START: usize = 14;
-    debug_assert_eq!(COLUMNS[START], "start_at");
-    let starts = rows.iter().filter_map(|r| match r.get(START) {
-        Some(Value::Int(t)) => Some(*t),
-        _ => None,
+    let (lo, hi) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+        (lo.min(r.start), hi.max(r.start))
     });
-    let (lo, hi) = starts.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
     let mut stored = std::collections::HashSet::new();
     if hi.saturating_sub(lo) <= 86_400 {
         for r in conn.query(
@@ -563,16 +618,15 @@ fn stored_ids(
         }
         return Ok(stored);
     }
-    let ids: Vec<&Value> = rows.iter().filter_map(|r| r.first()).collect();
+    let ids: Vec<Value> = rows.iter().map(|r| Value::Bytes(r.id.to_vec())).collect();
     for chunk in ids.chunks(EXISTING_CHUNK) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let args: Vec<Value> = chunk.iter().map(|v| (*v).clone()).collect();
         for r in conn.query(
             &format!(
                 "SELECT id FROM call_records WHERE id IN ({})",
                 marks.join(", ")
             ),
-            &args,
+            chunk,
         )? {
             stored.insert(r.bytes(0)?);
         }
@@ -628,6 +682,55 @@ fn int(v: Option<i64>) -> Value {
     v.map_or(Value::Null, Value::Int)
 }
 
+/// Ciphertexts made so far in this run, per party, field and value. A party's
+/// number, name and address recur in many rows; the ciphertext of the same value
+/// under the same key and associated data (`call_records.<field>|<subject id>`)
+/// is re-used instead of sealing it again, which costs a key schedule and a
+/// system call for the nonce each time. This only shows that a value repeats,
+/// among rows that the subject column already ties to that party.
+/// Ciphertexts of one party's field, by plaintext.
+type Sealed = HashMap<String, Arc<[u8]>>;
+
+#[derive(Default)]
+struct SealCache {
+    by_field: HashMap<(SlotId, &'static str), Sealed>,
+    entries: usize,
+}
+
+/// Values cached before the cache is emptied.
+const MAX_SEALED: usize = 400_000;
+
+impl SealCache {
+    /// `value` sealed as `call_records.<field>` of `party`; nothing without a party.
+    fn seal(
+        &mut self,
+        aad: &mut String,
+        party: Option<(SlotId, &Party)>,
+        field: &'static str,
+        value: Option<&str>,
+    ) -> Result<Option<Arc<[u8]>>> {
+        let (Some((slot, p)), Some(v)) = (party, value) else {
+            return Ok(None);
+        };
+        if let Some(c) = self.by_field.get(&(slot, field)).and_then(|m| m.get(v)) {
+            return Ok(Some(c.clone()));
+        }
+        aad.clear();
+        let _ = write!(aad, "call_records.{field}|{}", p.id);
+        let sealed: Arc<[u8]> = p.key.encrypt(v.as_bytes(), aad.as_bytes())?.into();
+        if self.entries >= MAX_SEALED {
+            self.by_field.clear();
+            self.entries = 0;
+        }
+        self.by_field
+            .entry((slot, field))
+            .or_default()
+            .insert(v.to_owned(), sealed.clone());
+        self.entries += 1;
+        Ok(Some(sealed))
+    }
+}
+
 /// Turns parsed records into rows: links parties, seals, computes ids.
 struct Builder<'a> {
     core: &'a Steward,
@@ -636,6 +739,7 @@ struct Builder<'a> {
     /// `ingested_at` of every row of the run.
     at: i64,
     parties: Parties,
+    sealed: SealCache,
     aad: String,
     mac_input: String,
     /// Time spent linking parties and building rows (for the debug log).
@@ -651,6 +755,7 @@ impl<'a> Builder<'a> {
             tenant_id: tenant_id.to_owned(),
             at: now(),
             parties: Parties::new(core, tenant_id),
+            sealed: SealCache::default(),
             aad: String::with_capacity(96),
             mac_input: String::with_capacity(160),
             link_secs: 0.0,
@@ -666,7 +771,9 @@ impl<'a> Builder<'a> {
         source: &str,
     ) -> Result<Batch> {
         let t = Instant::now();
-        self.parties.begin_batch();
+        if self.parties.begin_batch() {
+            self.sealed = SealCache::default();
+        }
         let slots: Vec<(Option<SlotId>, Option<SlotId>)> = records
             .iter()
             .map(|r| {
@@ -696,6 +803,7 @@ impl<'a> Builder<'a> {
         self.build_secs += t.elapsed().as_secs_f64();
         Ok(Batch {
             tenant_id: self.tenant_id.clone(),
+            at: self.at,
             subjects,
             rows,
             quarantine,
@@ -728,7 +836,7 @@ impl<'a> Builder<'a> {
     /// 8 bytes of start time (sign bit flipped, big-endian: byte order is time
     /// order) and 8 bytes of a keyed hash of the tenant, the format and the
     /// parser's de-duplication key.
-    fn record_id(&mut self, r: &CallRecord) -> Vec<u8> {
+    fn record_id(&mut self, r: &CallRecord) -> [u8; 16] {
         self.mac_input.clear();
         let _ = write!(
             self.mac_input,
@@ -743,25 +851,13 @@ impl<'a> Builder<'a> {
             .core
             .keys
             .blind_index(IdentifierKind::Other("cdr_record"), &self.mac_input);
-        let mut id = Vec::with_capacity(16);
-        id.extend_from_slice(&((r.start as u64) ^ (1 << 63)).to_be_bytes());
-        id.extend_from_slice(mac.get(..8).unwrap_or_default());
+        let mut id = [0u8; 16];
+        let (time, keyed) = id.split_at_mut(8);
+        time.copy_from_slice(&((r.start as u64) ^ (1 << 63)).to_be_bytes());
+        for (d, s) in keyed.iter_mut().zip(&mac) {
+            *d = *s;
+        }
         id
-    }
-
-    /// Seals `value` as `call_records.<field>` of `party`; nothing without a party.
-    fn seal(
-        aad: &mut String,
-        party: Option<&Party>,
-        field: &str,
-        value: Option<&str>,
-    ) -> Result<Value> {
-        let (Some(p), Some(v)) = (party, value) else {
-            return Ok(Value::Null);
-        };
-        aad.clear();
-        let _ = write!(aad, "call_records.{field}|{}", p.id);
-        Ok(Value::Bytes(p.key.encrypt(v.as_bytes(), aad.as_bytes())?))
     }
 
     fn row(
@@ -769,12 +865,13 @@ impl<'a> Builder<'a> {
         r: CallRecord,
         caller_slot: Option<SlotId>,
         callee_slot: Option<SlotId>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Prepared> {
         let id = self.record_id(&r);
         let parties = &self.parties;
         let aad = &mut self.aad;
-        let caller = caller_slot.and_then(|s| parties.party(s));
-        let callee = callee_slot.and_then(|s| parties.party(s));
+        let sealed = &mut self.sealed;
+        let caller = caller_slot.and_then(|s| parties.party(s).map(|p| (s, p)));
+        let callee = callee_slot.and_then(|s| parties.party(s).map(|p| (s, p)));
         let e164 = |s: Option<SlotId>| match s.and_then(|s| parties.key(s)) {
             Some(PartyKey::Phone(p)) => Some(p.as_str()),
             _ => None,
@@ -782,47 +879,42 @@ impl<'a> Builder<'a> {
         fn raw(b: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
             (!b.is_empty()).then(|| raw_str(b))
         }
-        let party_id = |p: Option<&Party>| p.map_or(Value::Null, |p| Value::Text(p.id.clone()));
         let caller_raw = raw(&r.caller_raw);
         let callee_raw = raw(&r.callee_raw);
         let name = r.caller_name_raw.as_deref().and_then(raw);
-        let mut v = Vec::with_capacity(COLUMNS.len());
-        v.push(Value::Bytes(id));
-        v.push(Value::Text(self.tenant_id.clone()));
-        v.push(Value::Text(r.source_format.as_str().to_owned()));
-        v.push(Value::from(r.leg_id));
-        v.push(Value::from(r.linked_id));
-        v.push(party_id(caller));
-        v.push(party_id(callee));
-        // The caller's end of the call, under the caller's key.
-        let seal = Self::seal;
-        v.push(seal(aad, caller, "caller_number", e164(caller_slot))?);
-        v.push(seal(aad, caller, "caller_raw", caller_raw.as_deref())?);
-        v.push(seal(aad, caller, "caller_name", name.as_deref())?);
-        v.push(seal(aad, caller, "ip", r.ip_address.as_deref())?);
-        v.push(seal(
-            aad,
-            caller,
-            "roaming_network",
-            r.roaming_network.as_deref(),
-        )?);
-        // The called end, under the callee's key.
-        v.push(seal(aad, callee, "callee_number", e164(callee_slot))?);
-        v.push(seal(aad, callee, "callee_raw", callee_raw.as_deref())?);
-        v.push(Value::Int(r.start));
-        v.push(int(r.answer));
-        v.push(Value::Int(r.end));
-        v.push(Value::Int(r.duration_secs));
-        v.push(Value::Int(r.billsec));
-        v.push(Value::Text(r.disposition.as_asterisk().to_owned()));
-        v.push(Value::from(r.hangup_cause));
-        v.push(Value::from(r.direction));
-        v.push(int(r.data_bytes));
-        v.push(Value::from(r.account_code));
-        v.push(Value::from(r.context));
-        v.push(Value::from(r.ama_flags));
-        v.push(Value::Int(self.at));
-        Ok(v)
+        let mut seal = |party, field, value: Option<&str>| sealed.seal(aad, party, field, value);
+        let sealed = [
+            // The caller's end of the call, under the caller's key.
+            seal(caller, "caller_number", e164(caller_slot))?,
+            seal(caller, "caller_raw", caller_raw.as_deref())?,
+            seal(caller, "caller_name", name.as_deref())?,
+            seal(caller, "ip", r.ip_address.as_deref())?,
+            seal(caller, "roaming_network", r.roaming_network.as_deref())?,
+            // The called end, under the callee's key.
+            seal(callee, "callee_number", e164(callee_slot))?,
+            seal(callee, "callee_raw", callee_raw.as_deref())?,
+        ];
+        Ok(Prepared {
+            id,
+            source_format: r.source_format,
+            leg_id: r.leg_id,
+            linked_id: r.linked_id,
+            caller_id: caller.map(|(_, p)| p.id.clone()),
+            callee_id: callee.map(|(_, p)| p.id.clone()),
+            sealed,
+            start: r.start,
+            answer: r.answer,
+            end: r.end,
+            duration: r.duration_secs,
+            billsec: r.billsec,
+            disposition: r.disposition,
+            hangup_cause: r.hangup_cause,
+            direction: r.direction,
+            data_bytes: r.data_bytes,
+            account_code: r.account_code,
+            context: r.context,
+            ama_flags: r.ama_flags,
+        })
     }
 }
 

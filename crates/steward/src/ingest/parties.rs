@@ -23,6 +23,7 @@
 //! transaction as the first call records naming them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use steward_crypto::{DataKey, IdentifierKind, normalize};
 use steward_store::{Value, params};
@@ -120,7 +121,7 @@ fn blind_index(core: &Steward, key: &PartyKey) -> Vec<u8> {
 
 /// A linked subject and its data key.
 pub(crate) struct Party {
-    pub id: String,
+    pub id: Arc<str>,
     pub key: DataKey,
 }
 
@@ -159,13 +160,16 @@ impl Parties {
         }
     }
 
-    /// Call before a batch: empties the cache when it has grown too large.
-    pub fn begin_batch(&mut self) {
+    /// Call before a batch: empties the cache when it has grown too large, and then
+    /// says so (slot ids of earlier batches no longer mean the same party).
+    pub fn begin_batch(&mut self) -> bool {
         if self.slots.len() >= MAX_CACHED || self.by_raw.len() >= MAX_CACHED {
             self.by_raw.clear();
             self.by_key.clear();
             self.slots.clear();
+            return true;
         }
+        false
     }
 
     /// The party a raw value names (cached: normalising a number is the slow part).
@@ -236,7 +240,7 @@ impl Parties {
         let mut resolved = std::collections::HashSet::new();
         for ((slot, id), key) in existing.into_iter().zip(keys) {
             if let (Some(key), Some(s)) = (key, self.slots.get_mut(slot)) {
-                s.party = Some(Party { id, key });
+                s.party = Some(Party { id: id.into(), key });
                 resolved.insert(slot);
             }
         }
@@ -278,7 +282,7 @@ impl Parties {
                 Value::Int(at),
                 Value::Int(at),
             ]);
-            s.party = Some(Party { id, key });
+            s.party = Some(Party { id: id.into(), key });
         }
         self.created += rows.len() as u64;
         self.timings[2] += t.elapsed().as_secs_f64();
