@@ -27,6 +27,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, PutPayloadMut, Write
 
 mod key;
 mod open;
+pub mod testing;
 
 pub use key::{MAX_KEY_LEN, MAX_SEGMENT_LEN};
 

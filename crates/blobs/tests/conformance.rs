@@ -5,13 +5,12 @@
 //! with a notice, except under `CI=true`, where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures::{StreamExt, stream};
+use steward_blobs::testing::{S3TestServer, unique_bucket};
 use steward_blobs::{BlobError, BlobStore, Bytes};
 
 const MIB: usize = 1024 * 1024;
@@ -59,87 +58,6 @@ fn walk(root: &Path) -> (Vec<String>, Vec<String>) {
     (files, dirs)
 }
 
-// ---------- a very small HTTP client for moto (it does not check signatures) ----------
-
-struct S3Server {
-    endpoint: String,
-    host_port: String,
-}
-
-impl S3Server {
-    fn from_env() -> S3Server {
-        let endpoint = std::env::var("STEWARD_TEST_S3_ENDPOINT")
-            .unwrap_or_else(|_| "http://127.0.0.1:9327".to_owned());
-        let endpoint = endpoint.trim_end_matches('/').to_owned();
-        let host_port = endpoint
-            .strip_prefix("http://")
-            .expect("STEWARD_TEST_S3_ENDPOINT must be http://host:port")
-            .to_owned();
-        S3Server {
-            endpoint,
-            host_port,
-        }
-    }
-
-    fn reachable(&self) -> bool {
-        let Ok(mut addrs) = self.host_port.to_socket_addrs() else {
-            return false;
-        };
-        addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-    }
-
-    fn request(&self, method: &str, path: &str) -> (u16, String) {
-        let mut conn = TcpStream::connect(&self.host_port).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            conn,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.host_port
-        )
-        .unwrap();
-        let mut response = String::new();
-        conn.read_to_string(&mut response).unwrap();
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, response)
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let (status, body) = self.request("PUT", &format!("/{bucket}"));
-        assert_eq!(status, 200, "creating bucket {bucket}: {body}");
-    }
-
-    fn delete_bucket(&self, bucket: &str) {
-        let (status, body) = self.request("DELETE", &format!("/{bucket}"));
-        assert_eq!(status, 204, "deleting bucket {bucket}: {body}");
-    }
-
-    /// Multipart uploads started but neither completed nor aborted.
-    fn pending_uploads(&self, bucket: &str) -> usize {
-        let (status, body) = self.request("GET", &format!("/{bucket}?uploads"));
-        assert_eq!(status, 200, "{body}");
-        body.matches("<Upload>").count()
-    }
-}
-
-fn unique_bucket() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "steward-test-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 // ---------- the conformance suite ----------
 
 struct Backend<'a> {
@@ -147,7 +65,7 @@ struct Backend<'a> {
     /// Local folder: checked on disk after deletes.
     local_root: Option<PathBuf>,
     /// S3: checked for left-over multipart uploads.
-    s3: Option<(&'a S3Server, &'a str)>,
+    s3: Option<(&'a S3TestServer, &'a str)>,
     /// Memory streams a whole object as one chunk; the others must not.
     streams_in_chunks: bool,
 }
@@ -163,7 +81,7 @@ impl Backend<'_> {
         }
         if let Some((server, bucket)) = self.s3 {
             assert_eq!(
-                server.pending_uploads(bucket),
+                server.pending_uploads(bucket).unwrap(),
                 0,
                 "{what}: multipart upload left behind"
             );
@@ -433,26 +351,13 @@ async fn conformance_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_s3() {
-    let server = S3Server::from_env();
-    if !server.reachable() {
-        let msg = format!(
-            "S3 test server not reachable at {}: run .ci/start-s3 (or set STEWARD_TEST_S3_ENDPOINT)",
-            server.endpoint
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED conformance_s3: {msg}");
+    let Some(server) = S3TestServer::require("conformance_s3").unwrap() else {
         return;
-    }
+    };
     let started = Instant::now();
     let bucket = unique_bucket();
-    server.create_bucket(&bucket);
-    let url = format!(
-        "s3://{bucket}/steward/blobs?endpoint={}&region=us-east-1&allow_http=true\
-         &access_key_id=test&secret_access_key=test",
-        server.endpoint
-    );
+    server.create_bucket(&bucket).unwrap();
+    let url = server.url(&bucket, "steward/blobs");
     let store = BlobStore::open(Some(&url), Path::new("/unused")).unwrap();
     assert_eq!(
         store.describe(),
@@ -480,7 +385,7 @@ async fn conformance_s3() {
     })
     .await;
     assert!(root.list("").await.unwrap().is_empty());
-    server.delete_bucket(&bucket);
+    server.delete_bucket(&bucket).unwrap();
     eprintln!("conformance_s3 took {:.1?}", started.elapsed());
 }
 

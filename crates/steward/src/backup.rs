@@ -39,7 +39,7 @@ use crate::clock::{now, rfc3339};
 use crate::config::Settings;
 use crate::core::{Steward, Tx, block_on};
 use crate::error::{Error, Result};
-use crate::registry::{OnErase, PERSONAL_STORES, StoreKind};
+use crate::registry::{OnErase, PERSONAL_STORES};
 use crate::schema::MIGRATIONS;
 
 /// What [`Manifest::format`] says.
@@ -1110,11 +1110,7 @@ fn purge_subject(tx: &mut Tx<'_>, subject_id: &str, tenant: &str) -> Result<(Cou
     )?;
     let mut deleted = Counts::new();
     let mut pseudonymised = Counts::new();
-    for store in PERSONAL_STORES
-        .iter()
-        .rev()
-        .filter(|s| s.kind == StoreKind::Table)
-    {
+    for store in PERSONAL_STORES.iter().rev() {
         for col in store.subject_columns {
             match store.on_erase {
                 OnErase::Delete => {
@@ -1203,11 +1199,7 @@ fn swap_in(settings: &Settings, stage: &Stage) -> Result<()> {
                 c.execute_batch(&format!("DROP SCHEMA {schema}"))
             })?;
             // The purge's deleted rows are dead tuples until vacuumed.
-            let personal: Vec<&str> = PERSONAL_STORES
-                .iter()
-                .filter(|s| s.kind == StoreKind::Table)
-                .map(|s| s.name)
-                .collect();
+            let personal: Vec<&str> = PERSONAL_STORES.iter().map(|s| s.name).collect();
             target_db.vacuum(&personal)?;
             Ok(())
         }

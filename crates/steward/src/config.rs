@@ -31,6 +31,8 @@ pub struct Settings {
     pub default_region: String,
     /// Lifetime of a login session, in seconds.
     pub session_ttl_secs: i64,
+    /// Largest photo or video a user may upload, in bytes.
+    pub max_media_bytes: u64,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             policy_file: None,
             default_region: "GB".to_owned(),
             session_ttl_secs: 12 * 3600,
+            max_media_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -71,6 +74,7 @@ impl std::fmt::Debug for Settings {
             .field("policy_file", &self.policy_file)
             .field("default_region", &self.default_region)
             .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("max_media_bytes", &self.max_media_bytes)
             .finish()
     }
 }

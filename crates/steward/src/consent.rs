@@ -15,6 +15,8 @@ use crate::access::{Actor, Role};
 use crate::audit::Event;
 use crate::core::{Steward, Tx, fields};
 use crate::error::{Error, Result};
+use crate::registry::PERSONAL_STORES;
+use crate::rights::erase;
 use crate::subjects;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -167,13 +169,79 @@ pub fn record(core: &Steward, actor: &Actor, rec: Record) -> Result<ConsentEvent
         )?;
     }
     let single = rec.action == Action::Grant && rule == ConsentRule::SingleUse;
-    core.write(actor, |tx| {
+    let (ev, purged) = core.write(actor, |tx| {
         let tenant = subjects::tenant_of(tx.conn, &rec.subject_id)?;
         actor.require_subject(&tenant, &rec.subject_id)?;
         let ev = append(tx, &tenant, &rec, single, None)?;
+        let purged = match rec.action {
+            Action::Withdraw => purge_unconsented(tx, &tenant, &rec.subject_id, &rec.category)?,
+            _ => Vec::new(),
+        };
         subjects::touch(tx, &rec.subject_id)?;
-        Ok(ev)
-    })
+        Ok((ev, purged))
+    })?;
+    if !purged.is_empty() {
+        // As after an erasure: leave no deleted row in free pages or the WAL.
+        core.db.vacuum(&purged)?;
+    }
+    Ok(ev)
+}
+
+/// After a withdrawal: if the category rests on consent for every purpose and
+/// none of them has consent in force any more (standing or an unused single-use
+/// grant), the subject's data of that category is deleted from every registered
+/// store, files included, in the withdrawal's transaction. Data of a category
+/// that another lawful basis also covers stays (processing for the consented
+/// purpose stops; the data is not the consent's to delete). Returns the tables
+/// touched.
+fn purge_unconsented(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    subject_id: &str,
+    category: &str,
+) -> Result<Vec<&'static str>> {
+    let Some(cat) = tx.policy().category(category).cloned() else {
+        return Ok(Vec::new());
+    };
+    let consent_only = cat.purposes.iter().all(|p| {
+        cat.rule_for(p)
+            .is_some_and(|r| r.consent != ConsentRule::NotNeeded)
+    });
+    if !consent_only {
+        return Ok(Vec::new());
+    }
+    for purpose in &cat.purposes {
+        let (state, open) = load_fold(tx.conn, subject_id, category, purpose)?;
+        if state.granted || !open.is_empty() {
+            return Ok(Vec::new());
+        }
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    // Children before parents: the registry lists parents first.
+    for store in PERSONAL_STORES
+        .iter()
+        .rev()
+        .filter(|s| s.category == category)
+    {
+        for col in store.subject_columns {
+            let n = erase::clear_rows(tx, store, col, subject_id, None)?;
+            if n > 0 {
+                *counts.entry(store.name).or_insert(0u64) += n;
+            }
+        }
+    }
+    if counts.is_empty() {
+        return Ok(Vec::new());
+    }
+    tx.audit(Event {
+        tenant_id: Some(tenant.to_owned()),
+        subject_id: Some(subject_id.to_owned()),
+        action: "consent.purge".into(),
+        category: Some(category.to_owned()),
+        detail: serde_json::json!({ "deleted": counts }),
+        ..Event::default()
+    })?;
+    Ok(counts.into_keys().collect())
 }
 
 fn append(

@@ -89,6 +89,10 @@ impl Steward {
             settings,
         };
         crate::tenants::ensure_provider(&core)?;
+        // Objects of files whose rows were deleted just before a crash.
+        if let Err(e) = crate::files::drain_outbox(&core) {
+            tracing::warn!(error = %e, "could not delete the objects of deleted files yet");
+        }
         Ok((core, report))
     }
 
@@ -96,6 +100,7 @@ impl Steward {
     /// in the same transaction, and the key store's anchor moves after commit.
     pub fn write<T>(&self, actor: &Actor, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut head = None;
+        let mut blobs_queued = false;
         let out = self.db.write(|conn: &mut dyn Conn| -> Result<T> {
             let mut tx = Tx {
                 conn,
@@ -103,11 +108,18 @@ impl Steward {
                 actor,
                 at: now(),
                 audit_head: None,
+                blobs_queued: false,
             };
             let v = f(&mut tx)?;
             head = tx.audit_head.take();
+            blobs_queued = tx.blobs_queued;
             Ok(v)
         })?;
+        if blobs_queued && let Err(e) = crate::files::drain_outbox(self) {
+            // The rows are gone and the objects stay queued: the next drain (at the
+            // latest, the next start) deletes them.
+            tracing::warn!(error = %e, "could not delete the objects of deleted files yet");
+        }
         if let Some((seq, hash)) = head
             && let Err(e) = self.keys.set_audit_anchor(seq, &hash)
         {
@@ -157,6 +169,7 @@ pub struct Tx<'a> {
     /// The transaction's timestamp, shared by everything it writes.
     pub at: i64,
     audit_head: Option<(i64, Vec<u8>)>,
+    blobs_queued: bool,
 }
 
 impl Tx<'_> {
@@ -176,6 +189,14 @@ impl Tx<'_> {
 
     pub fn policy(&self) -> &Policy {
         &self.core.policy
+    }
+
+    /// Deletes the blob store object at `blob_key` once this transaction has
+    /// committed (nothing happens if it rolls back). See `files.rs`.
+    pub fn delete_blob_after_commit(&mut self, blob_key: &str) -> Result<()> {
+        crate::files::queue_delete(self.conn, blob_key, self.at)?;
+        self.blobs_queued = true;
+        Ok(())
     }
 }
 
@@ -220,6 +241,18 @@ pub mod fields {
     fn aad(field: &str, subject_id: &str) -> String {
         format!("{field}|{subject_id}")
     }
+}
+
+/// Runs synchronous domain code (which may block on the database) from async
+/// code, on Tokio's blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    core: &Arc<Steward>,
+    f: impl FnOnce(&Steward) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let core = core.clone();
+    tokio::task::spawn_blocking(move || f(&core))
+        .await
+        .map_err(|e| Error::Internal(format!("task failed: {e}")))?
 }
 
 /// Runs async work (the blob store) from synchronous domain code: on the

@@ -30,6 +30,12 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A body or file over its size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Content of a type the operation does not take (or not the type declared).
+    #[error("{0}")]
+    UnsupportedType(String),
     #[error("database is busy, try again: {0}")]
     Busy(String),
     #[error("storage error: {0}")]
@@ -63,6 +69,8 @@ impl Error {
             Error::ConsentRequired { .. } => "consent_required",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::TooLarge(_) => "payload_too_large",
+            Error::UnsupportedType(_) => "unsupported_media_type",
             Error::Busy(_) => "busy",
             Error::Store(_) | Error::Keys(_) | Error::Blobs(_) | Error::Internal(_) => "internal",
         }
@@ -76,6 +84,8 @@ impl Error {
             Error::Forbidden(_) | Error::ConsentRequired { .. } => 403,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
+            Error::TooLarge(_) => 413,
+            Error::UnsupportedType(_) => 415,
             Error::Busy(_) => 503,
             Error::Store(_) | Error::Keys(_) | Error::Blobs(_) | Error::Internal(_) => 500,
         }
@@ -84,7 +94,7 @@ impl Error {
     /// Exit code for the CLI: 2 for bad input, 3 for refusals, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self.http_status() {
-            400 => 2,
+            400 | 413 | 415 => 2,
             401 | 403 | 404 | 409 | 429 => 3,
             _ => 1,
         }

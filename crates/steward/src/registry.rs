@@ -14,9 +14,8 @@
 /// One place where personal data lives.
 #[derive(Debug, Clone, Copy)]
 pub struct PersonalStore {
-    /// The table (or, for blobs, the key prefix pattern).
+    /// The table.
     pub name: &'static str,
-    pub kind: StoreKind,
     /// The policy category its data belongs to.
     pub category: &'static str,
     /// Columns naming the subject(s) a row concerns. A row shared by two people
@@ -29,6 +28,10 @@ pub struct PersonalStore {
     pub time_column: Option<&'static str>,
     /// A unique column to page through rows in a stable order.
     pub key_column: &'static str,
+    /// For a store of files: the column holding each row's blob key. The file
+    /// is the row's content: the access bundle includes it (decrypted), and
+    /// deleting the row deletes the object (`files.rs`).
+    pub blob_column: Option<&'static str>,
     /// What erasure does to the subject's rows.
     pub on_erase: OnErase,
     pub description: &'static str,
@@ -43,66 +46,59 @@ pub enum OnErase {
     Pseudonymise,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    Table,
-    /// Objects in the blob store under `tenant/<tenant>/subject/<subject>/<name>/`.
-    BlobPrefix,
-}
-
 pub const PERSONAL_STORES: &[PersonalStore] = &[
     PersonalStore {
         name: "subjects",
-        kind: StoreKind::Table,
         category: "contact_details",
         subject_columns: &["id"],
         encrypted_columns: &[("email_enc", "id"), ("phone_enc", "id"), ("name_enc", "id")],
         time_column: None,
         key_column: "id",
+        blob_column: None,
         on_erase: OnErase::Delete,
         description: "who the subject is: email, phone number, name",
     },
     PersonalStore {
         name: "accounts",
-        kind: StoreKind::Table,
         category: "account_credentials",
         subject_columns: &["subject_id"],
         encrypted_columns: &[("username_enc", "subject_id")],
         time_column: None,
         key_column: "id",
+        blob_column: None,
         on_erase: OnErase::Delete,
         description: "app account: username and argon2id password hash",
     },
     PersonalStore {
         name: "sessions",
-        kind: StoreKind::Table,
         category: "account_credentials",
         subject_columns: &["subject_id"],
         encrypted_columns: &[("ip_enc", "subject_id")],
         time_column: Some("created_at"),
         key_column: "token_hash",
+        blob_column: None,
         on_erase: OnErase::Delete,
         description: "login sessions with the login IP address",
     },
     PersonalStore {
         name: "consent_events",
-        kind: StoreKind::Table,
         category: "consent_records",
         subject_columns: &["subject_id"],
         encrypted_columns: &[("evidence_enc", "subject_id")],
         time_column: None,
         key_column: "seq",
+        blob_column: None,
         on_erase: OnErase::Delete,
         description: "the consent ledger: grants, withdrawals, single-use consumptions",
     },
     PersonalStore {
         name: "requests",
-        kind: StoreKind::Table,
         category: "rights_requests",
         subject_columns: &["subject_id"],
         encrypted_columns: &[("details_enc", "subject_id")],
         time_column: Some("created_at"),
         key_column: "id",
+        blob_column: None,
         // The record that a request was made and answered outlives the erasure it
         // asked for; what the subject wrote is cleared with their key.
         on_erase: OnErase::Pseudonymise,
@@ -110,7 +106,6 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
     },
     PersonalStore {
         name: "call_records",
-        kind: StoreKind::Table,
         category: "traffic_data",
         // A call concerns both parties: each one's number, raw value and the
         // details about their end of the call are sealed with their own key.
@@ -126,6 +121,7 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         ],
         time_column: Some("start_at"),
         key_column: "id",
+        blob_column: None,
         // The other party's record of the call survives one party's erasure.
         on_erase: OnErase::Pseudonymise,
         description: "call detail records: parties, numbers, IP address, times, duration, \
@@ -133,7 +129,6 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
     },
     PersonalStore {
         name: "web_visits",
-        kind: StoreKind::Table,
         category: "web_analytics",
         subject_columns: &["subject_id"],
         encrypted_columns: &[
@@ -144,9 +139,22 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         ],
         time_column: Some("at"),
         key_column: "id",
+        blob_column: None,
         on_erase: OnErase::Delete,
         description: "website page visits (kept only with analytics consent): page, \
                       referring domain, IP address, browser",
+    },
+    PersonalStore {
+        name: "media",
+        category: "photos_media",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[("name_enc", "subject_id")],
+        time_column: None,
+        key_column: "id",
+        blob_column: Some("blob_key"),
+        on_erase: OnErase::Delete,
+        description: "photos and videos a user keeps in the app (with consent): the file, \
+                      its type, size and name",
     },
 ];
 
@@ -154,6 +162,11 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
 pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
     ("schema_migrations", "schema version bookkeeping"),
     ("counters", "sequence counters"),
+    (
+        "blob_outbox",
+        "blob store objects to delete after a commit: keys made of tenant and subject ids and \
+         a file id",
+    ),
     (
         "tenants",
         "business customers: company names and customer numbers",

@@ -36,7 +36,7 @@ use crate::audit::Event;
 use crate::clock::rfc3339;
 use crate::core::Steward;
 use crate::error::{Error, Result};
-use crate::registry::{OnErase, PERSONAL_STORES, PersonalStore, StoreKind};
+use crate::registry::{OnErase, PERSONAL_STORES, PersonalStore};
 use crate::rights::erase::{self, Reason};
 use crate::subjects;
 
@@ -226,9 +226,7 @@ impl HoldKind {
 }
 
 fn table_stores() -> impl Iterator<Item = &'static PersonalStore> {
-    PERSONAL_STORES
-        .iter()
-        .filter(|s| s.kind == StoreKind::Table)
+    PERSONAL_STORES.iter()
 }
 
 fn count_rows(c: &mut dyn Conn, store: &PersonalStore, column: &str, id: &str) -> Result<u64> {
@@ -657,7 +655,7 @@ fn erase_rows(
         let mut rows: BTreeMap<&'static str, u64> = BTreeMap::new();
         // Children before parents: the registry lists parents first.
         for p in portions.iter().rev() {
-            let n = erase::clear_rows(tx.conn, p.store, p.column, subject_id, p.keys.as_deref())?;
+            let n = erase::clear_rows(tx, p.store, p.column, subject_id, p.keys.as_deref())?;
             *rows.entry(p.store.name).or_default() += n;
         }
         let items = items_from(subject_id, false, &rows);

@@ -283,6 +283,39 @@ CREATE INDEX web_visits_subject ON web_visits (subject_id, at);
 CREATE INDEX web_visits_at ON web_visits (at);
 "#,
     },
+    Migration {
+        version: 11,
+        name: "blob_outbox",
+        sql: r#"
+-- Blob store objects to delete once the transaction that deleted their rows has
+-- committed (files.rs). Keys hold tenant and subject ids only.
+CREATE TABLE blob_outbox (
+    blob_key TEXT PRIMARY KEY,
+    queued_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0
+);
+"#,
+    },
+    Migration {
+        version: 40,
+        name: "media",
+        sql: r#"
+-- Photos and media a user keeps in the app (consent-based). The bytes are in the
+-- blob store under `blob_key`, encrypted under the user's data key; the row
+-- holds the type found in the content, the size and the file name (sealed).
+CREATE TABLE media (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    blob_key TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    name_enc BYTEA,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX media_subject ON media (subject_id, created_at);
+"#,
+    },
 ];
 
 /// The key store's schema: a separate database, so that backups and replicas of

@@ -23,7 +23,7 @@ use steward::accounts::{self, Account, NewUser};
 use steward::config::Settings;
 use steward::consent::{self, Action, Channel, Record};
 use steward::core::{block_on, fields};
-use steward::registry::{PERSONAL_STORES, StoreKind};
+use steward::registry::PERSONAL_STORES;
 use steward::rights::{self, Kind, NewRequest, RequestChannel, SubjectRef, erase};
 use steward::{Error, Steward, audit, backup, subjects, tenants};
 use steward_crypto::IdentifierKind;
@@ -52,7 +52,7 @@ struct People {
 /// A tenant with subjects A and B, each with identifiers and data in every
 /// registered store: account, session, consents, a request, a call record
 /// between them, and a blob each.
-fn seed(core: &Steward, tag: &str) -> People {
+fn seed(core: &Arc<Steward>, tag: &str) -> People {
     let cli = Actor::cli();
     let tenant = tenants::create(core, &cli, &format!("Backup {tag}"), None).unwrap();
     let dpo = accounts::actor_for(&provider_staff(core, &format!("{tag}-dpo"), Role::Dpo));
@@ -136,22 +136,12 @@ fn seed(core: &Steward, tag: &str) -> People {
             },
         )
         .unwrap();
-        block_on(core.blobs.put(
-            &format!(
-                "tenant/{}/subject/{}/media/photo",
-                tenant.id, acc.subject_id
-            ),
-            vec![7u8; 64],
-        ))
-        .unwrap();
+        common::seed_media(core, acc, &format!("{}-photo.jpg", acc.username));
     }
     call_record(core, &tenant.id, &a, &b);
     // Every registered table store holds some of A's rows.
     let counts = rows_about(core, &a.subject_id);
-    for store in PERSONAL_STORES
-        .iter()
-        .filter(|s| s.kind == StoreKind::Table)
-    {
+    for store in PERSONAL_STORES.iter() {
         assert!(
             counts[store.name] > 0,
             "the seed misses store {}: {counts:?}",
@@ -216,7 +206,6 @@ fn call_record(core: &Steward, tenant: &str, a: &Account, b: &Account) {
 fn rows_about(core: &Steward, subject: &str) -> BTreeMap<String, i64> {
     PERSONAL_STORES
         .iter()
-        .filter(|s| s.kind == StoreKind::Table)
         .map(|s| {
             let n: i64 = s
                 .subject_columns
@@ -509,7 +498,7 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
         data_dir: data.clone(),
         ..Settings::default()
     };
-    let core = Steward::open(settings.clone()).unwrap().0;
+    let core = Arc::new(Steward::open(settings.clone()).unwrap().0);
     let people = seed(&core, "sq");
 
     // The server runs and B keeps writing through the API while the backup is taken.
@@ -775,7 +764,7 @@ fn restore_with_a_foreign_key_store_is_refused() {
         ..Settings::default()
     };
     {
-        let core = Steward::open(settings.clone()).unwrap().0;
+        let core = Arc::new(Steward::open(settings.clone()).unwrap().0);
         seed(&core, "fk");
         backup::create(&core, &backup_dir).unwrap();
     }

@@ -10,7 +10,7 @@ use steward::access::{Actor, Role};
 use steward::accounts::{self, NewUser};
 use steward::consent::{self, Action, Channel, Record};
 use steward::processing::{self, Use};
-use steward::registry::{NON_PERSONAL_TABLES, PERSONAL_STORES, StoreKind};
+use steward::registry::{NON_PERSONAL_TABLES, PERSONAL_STORES};
 use steward::{Error, audit, subjects};
 use steward_store::{Conn, params};
 
@@ -339,19 +339,14 @@ fn set_detail(env: &Env, seq: i64, detail: &str) {
 fn registry_is_complete(env: &Env) {
     let tables = env.core.db.table_names().unwrap();
     for t in &tables {
-        let registered = PERSONAL_STORES
-            .iter()
-            .any(|s| s.kind == StoreKind::Table && s.name == t);
+        let registered = PERSONAL_STORES.iter().any(|s| s.name == t);
         let exempt = NON_PERSONAL_TABLES.iter().any(|(n, _)| n == t);
         assert!(
             registered ^ exempt,
             "table {t} must be registered in registry.rs as a personal store or listed as non-personal (exactly one)"
         );
     }
-    for s in PERSONAL_STORES
-        .iter()
-        .filter(|s| s.kind == StoreKind::Table)
-    {
+    for s in PERSONAL_STORES.iter() {
         assert!(
             tables.contains(&s.name.to_owned()),
             "registered store {} has no table",

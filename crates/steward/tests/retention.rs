@@ -20,7 +20,7 @@ use steward::accounts::{self, NewUser};
 use steward::clock::now;
 use steward::config::Settings;
 use steward::consent::{self, Action, Channel, Record};
-use steward::registry::{PERSONAL_STORES, StoreKind};
+use steward::registry::PERSONAL_STORES;
 use steward::retention::{self, HoldKind, ItemAction, RetentionPlan, RetentionReport};
 use steward::rights::{self, Kind, NewRequest, RequestChannel, SubjectRef, erase};
 use steward::{Error, Steward, audit, subjects};
@@ -122,7 +122,6 @@ fn set_last_engagement(core: &Steward, subject: &str, at: i64) {
 fn counts(core: &Steward, subject: &str) -> BTreeMap<String, u64> {
     PERSONAL_STORES
         .iter()
-        .filter(|s| s.kind == StoreKind::Table)
         .map(|s| {
             let n: i64 = s
                 .subject_columns

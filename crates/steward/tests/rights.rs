@@ -13,7 +13,7 @@ use steward::access::{Actor, Role};
 use steward::accounts::{self, NewUser};
 use steward::consent::{self, Action, Channel, Record};
 use steward::processing::{self, Use};
-use steward::registry::{PERSONAL_STORES, StoreKind};
+use steward::registry::PERSONAL_STORES;
 use steward::rights::{
     self, Ground, Kind, NewRequest, RequestChannel, State, SubjectRef, erase, export,
 };
@@ -42,7 +42,6 @@ fn request(kind: Kind, subject: SubjectRef) -> NewRequest {
 fn counts(env: &Env, subject: &str) -> BTreeMap<String, u64> {
     PERSONAL_STORES
         .iter()
-        .filter(|s| s.kind == StoreKind::Table)
         .map(|s| {
             let n: i64 = s
                 .subject_columns
@@ -67,14 +66,26 @@ fn counts(env: &Env, subject: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The bundle's entries; binary ones (files) as their length.
 fn unzip(path: &std::path::Path) -> BTreeMap<String, String> {
+    unzip_bytes(path)
+        .into_iter()
+        .map(|(name, bytes)| {
+            let text = String::from_utf8(bytes)
+                .unwrap_or_else(|e| format!("<{} bytes>", e.as_bytes().len()));
+            (name, text)
+        })
+        .collect()
+}
+
+fn unzip_bytes(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
     (0..z.len())
         .map(|i| {
             let mut f = z.by_index(i).unwrap();
-            let mut s = String::new();
-            f.read_to_string(&mut s).unwrap();
-            (f.name().unwrap().to_string(), s)
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).unwrap();
+            (f.name().unwrap().to_string(), b)
         })
         .collect()
 }
@@ -172,6 +183,9 @@ fn scenario(env: &Env) -> String {
     steward::ingest::cdr::ingest_records(core, &Actor::cli(), &t.tenant.id, &[call], false)
         .unwrap();
 
+    // A photo she keeps in the app (with her consent): a file in the blob store.
+    let (photo, photo_bytes) = common::seed_media(core, &user, "rosalind-at-the-beach.jpg");
+
     // Access request: the deadline is 10 working days on; nothing is released before verification.
     let req = rights::create(
         core,
@@ -230,10 +244,13 @@ fn scenario(env: &Env) -> String {
         "the scenario fills every store: {expected:?}"
     );
     let files = unzip(&out);
-    for store in PERSONAL_STORES
-        .iter()
-        .filter(|s| s.kind == StoreKind::Table)
-    {
+    // Files are in the bundle as they were uploaded.
+    assert_eq!(
+        unzip_bytes(&out)[&format!("files/media/{}.jpg", photo.id)],
+        photo_bytes
+    );
+    assert!(summary.missing_files.is_empty());
+    for store in PERSONAL_STORES.iter() {
         let rows: Vec<serde_json::Value> =
             serde_json::from_str(&files[&format!("data/{}.json", store.name)]).unwrap();
         assert_eq!(rows.len() as u64, expected[store.name], "{}", store.name);
@@ -409,6 +426,8 @@ fn rights_on_sqlite() {
         "7700900555",
         "rquennell",
         "203.0.113.9",
+        "photo-of-rosalind",
+        "rosalind-at-the-beach",
     ] {
         let hits = common::files_containing(env.data_dir(), needle);
         assert!(hits.is_empty(), "{needle:?} in {hits:?}");

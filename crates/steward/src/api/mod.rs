@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod cdr;
 mod extract;
+mod media;
 mod requests;
 mod subjects;
 mod system;
@@ -130,10 +131,8 @@ pub async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Steward) -> crate::error::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
-    let core = state.core.clone();
-    tokio::task::spawn_blocking(move || f(&core))
+    crate::core::blocking(&state.core, f)
         .await
-        .map_err(|e| ApiError::from(Error::Internal(format!("task failed: {e}"))))?
         .map_err(ApiError::from)
 }
 
@@ -188,6 +187,7 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(requests::routes())
                 .merge(cdr::routes())
                 .merge(analytics::routes())
+                .merge(media::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()

@@ -69,6 +69,14 @@ pub struct Global {
         default_value = "GB"
     )]
     pub default_region: String,
+    /// Largest photo or video a user may upload, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_MAX_MEDIA_BYTES",
+        default_value_t = 100 * 1024 * 1024
+    )]
+    pub max_media_bytes: u64,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -90,6 +98,7 @@ impl Global {
             blob_url: self.blob_url.clone(),
             policy_file: self.policy.clone(),
             default_region: self.default_region.clone(),
+            max_media_bytes: self.max_media_bytes,
             ..Settings::default()
         }
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use steward_crypto::IdentifierKind;
-use steward_store::{Conn, Value, params};
+use steward_store::{Value, params};
 use utoipa::ToSchema;
 
 use super::{Kind, State, audit_request, for_action, log_event, require_actionable, set_state};
@@ -18,7 +18,7 @@ use crate::audit::Event;
 use crate::clock::rfc3339;
 use crate::core::{Steward, Tx, block_on};
 use crate::error::{Error, Result};
-use crate::registry::{OnErase, PERSONAL_STORES, PersonalStore, StoreKind};
+use crate::registry::{OnErase, PERSONAL_STORES, PersonalStore};
 use crate::subjects;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -166,16 +166,9 @@ fn erase_inner(
     let key_destroyed = destroy_key && core.keys.shred_subject_key(subject_id)?;
     // Blobs live outside the transaction; the key's destruction makes any object
     // that a failure here leaves behind unreadable all the same.
-    let blobs = &core.blobs;
+    // Every object of the subject's lives under their prefix (files.rs).
     let prefix = format!("tenant/{tenant}/subject/{subject_id}");
-    let blobs_deleted = if PERSONAL_STORES
-        .iter()
-        .any(|s| s.kind == StoreKind::BlobPrefix)
-    {
-        block_on(blobs.delete_prefix(&prefix))?
-    } else {
-        0
-    };
+    let blobs_deleted = block_on(core.blobs.delete_prefix(&prefix))?;
     // Leave no erased row behind: on SQLite, empty the write-ahead log
     // (secure_delete already zeroes freed pages in the main file); on PostgreSQL,
     // VACUUM the touched tables so dead tuples do not wait for autovacuum.
@@ -233,13 +226,9 @@ fn erase_rows(
     let mut deleted = Counts::new();
     let mut pseudonymised = Counts::new();
     // Children before parents: the registry lists parents first.
-    for store in PERSONAL_STORES
-        .iter()
-        .rev()
-        .filter(|s| s.kind == StoreKind::Table)
-    {
+    for store in PERSONAL_STORES.iter().rev() {
         for col in store.subject_columns {
-            let n = clear_rows(tx.conn, store, col, subject_id, None)?;
+            let n = clear_rows(tx, store, col, subject_id, None)?;
             let counts = match store.on_erase {
                 OnErase::Delete => &mut deleted,
                 OnErase::Pseudonymise => &mut pseudonymised,
@@ -283,14 +272,19 @@ fn erase_rows(
 /// columns sealed with that subject's key cleared. `column` is one of the
 /// store's subject columns; `only` limits the change to the rows with these
 /// values in the store's `key_column` (the retention job's expired rows).
+/// A store of files (`blob_column`) has its objects deleted after the commit
+/// when the rows of the file's owner (its first subject column) go.
 /// Returns the number of rows changed.
 pub(crate) fn clear_rows(
-    conn: &mut dyn Conn,
+    tx: &mut Tx<'_>,
     store: &PersonalStore,
     column: &str,
     subject_id: &str,
     only: Option<&[Value]>,
 ) -> Result<u64> {
+    let owns_files = store
+        .blob_column
+        .filter(|_| store.subject_columns.first() == Some(&column));
     let change = match store.on_erase {
         OnErase::Delete => format!("DELETE FROM {}", store.name),
         OnErase::Pseudonymise => {
@@ -302,31 +296,49 @@ pub(crate) fn clear_rows(
                     .filter(|(_, owner)| *owner == column)
                     .map(|(c, _)| format!("{c} = NULL")),
             );
+            sets.extend(owns_files.map(|b| format!("{b} = NULL")));
             format!("UPDATE {} SET {}", store.name, sets.join(", "))
         }
     };
-    let Some(keys) = only else {
-        return Ok(conn.execute(
-            &format!("{change} WHERE {column} = $1"),
-            params![subject_id],
-        )?);
-    };
     // Bounded statements: SQLite caps the number of parameters.
     const CHUNK: usize = 500;
+    let scopes: Vec<(String, Vec<Value>)> = match only {
+        None => vec![(format!("{column} = $1"), vec![Value::from(subject_id)])],
+        Some(keys) => keys
+            .chunks(CHUNK)
+            .map(|chunk| {
+                let mut args = Vec::with_capacity(chunk.len() + 1);
+                args.push(Value::from(subject_id));
+                args.extend(chunk.iter().cloned());
+                let marks: Vec<String> = (2..=args.len()).map(|i| format!("${i}")).collect();
+                (
+                    format!(
+                        "{column} = $1 AND {} IN ({})",
+                        store.key_column,
+                        marks.join(", ")
+                    ),
+                    args,
+                )
+            })
+            .collect(),
+    };
     let mut n = 0;
-    for chunk in keys.chunks(CHUNK) {
-        let mut args = Vec::with_capacity(chunk.len() + 1);
-        args.push(Value::from(subject_id));
-        args.extend(chunk.iter().cloned());
-        let marks: Vec<String> = (2..=args.len()).map(|i| format!("${i}")).collect();
-        n += conn.execute(
-            &format!(
-                "{change} WHERE {column} = $1 AND {} IN ({})",
-                store.key_column,
-                marks.join(", ")
-            ),
-            &args,
-        )?;
+    for (filter, args) in scopes {
+        if let Some(blob_column) = owns_files {
+            let rows = tx.conn.query(
+                &format!(
+                    "SELECT {blob_column} FROM {} WHERE {filter} AND {blob_column} IS NOT NULL",
+                    store.name
+                ),
+                &args,
+            )?;
+            for r in rows {
+                tx.delete_blob_after_commit(&r.text(0)?)?;
+            }
+        }
+        n += tx
+            .conn
+            .execute(&format!("{change} WHERE {filter}"), &args)?;
     }
     Ok(n)
 }

@@ -27,7 +27,7 @@ use crate::audit;
 use crate::clock::{now, rfc3339};
 use crate::core::{Steward, fields};
 use crate::error::{Error, Result};
-use crate::registry::{PERSONAL_STORES, PersonalStore, StoreKind};
+use crate::registry::{PERSONAL_STORES, PersonalStore};
 
 const PAGE: i64 = 500;
 
@@ -40,6 +40,8 @@ pub struct BundleSummary {
     /// Items held per store.
     pub counts: BTreeMap<String, u64>,
     pub files: Vec<String>,
+    /// Files the records name whose content is missing from the blob store.
+    pub missing_files: Vec<String>,
 }
 
 /// Writes the bundle for a verified access or portability request to `out`
@@ -104,6 +106,7 @@ pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Res
         erased_at: None,
         counts: BTreeMap::new(),
         files: Vec::new(),
+        missing_files: Vec::new(),
     };
     let Some(subject) = req.subject_id.clone() else {
         // Nothing is held: say so, and when.
@@ -137,15 +140,23 @@ pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Res
         return Ok(summary);
     };
     let key = core.subject_key(&subject)?;
-    for store in PERSONAL_STORES
-        .iter()
-        .filter(|s| s.kind == StoreKind::Table)
-    {
+    for store in PERSONAL_STORES.iter() {
         let columns = core.db.column_names(store.name)?;
         let n = write_store(core, &mut zip, store, &columns, &subject, &key)?;
         summary.counts.insert(store.name.to_owned(), n);
         summary.files.push(format!("data/{}.json", store.name));
         summary.files.push(format!("data/{}.csv", store.name));
+        if let Some(blob_column) = store.blob_column {
+            write_files(
+                core,
+                &mut zip,
+                &mut summary,
+                store,
+                blob_column,
+                &subject,
+                &key,
+            )?;
+        }
     }
     let disclosures = disclosures(core, &subject)?;
     let art15 = article15(core, &summary, &disclosures);
@@ -357,6 +368,67 @@ fn write_store<W: Write + Seek>(
     Ok(n)
 }
 
+/// The files of a store of files (photos, attachments, recordings) that belong
+/// to the subject, decrypted, as `files/<store>/<row key>.<extension>`. A file
+/// whose object is missing from the blob store is listed in `missing_files`
+/// rather than failing the whole bundle.
+fn write_files<W: Write + Seek>(
+    core: &Steward,
+    zip: &mut zip::ZipWriter<W>,
+    summary: &mut BundleSummary,
+    store: &PersonalStore,
+    blob_column: &str,
+    subject: &str,
+    key: &steward_crypto::DataKey,
+) -> Result<()> {
+    let Some(owner) = store.subject_columns.first() else {
+        return Ok(());
+    };
+    let mut after = Value::Text(String::new());
+    loop {
+        let rows = core.db.read(|c| {
+            c.query(
+                &format!(
+                    "SELECT {k}, {blob_column}, content_type FROM {t} \
+                     WHERE {owner} = $1 AND {blob_column} IS NOT NULL AND {k} > $2 \
+                     ORDER BY {k} LIMIT $3",
+                    t = store.name,
+                    k = store.key_column
+                ),
+                &[Value::from(subject), after.clone(), Value::Int(PAGE)],
+            )
+        })?;
+        for r in &rows {
+            let id = r.text(0)?;
+            let blob_key = r.text(1)?;
+            let name = format!(
+                "files/{}/{id}.{}",
+                store.name,
+                crate::files::extension(&r.text(2)?)
+            );
+            // Media is compressed already: store, do not deflate.
+            let opts = SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .large_file(true);
+            let z = &mut *zip;
+            let entry = name.as_str();
+            let begin = move || {
+                z.start_file(entry, opts).map_err(zip_err)?;
+                Ok(z)
+            };
+            match crate::files::copy_to(core, key, &blob_key, begin) {
+                Ok(_) => summary.files.push(name),
+                Err(Error::NotFound(_)) => summary.missing_files.push(name),
+                Err(e) => return Err(e),
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() as i64 == PAGE => after = Value::Text(last.text(0)?),
+            _ => return Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Disclosure {
     recipient: String,
@@ -503,10 +575,11 @@ fn manifest(core: &Steward, req: &Request, s: &BundleSummary) -> Json {
         "erased_at": s.erased_at.map(rfc3339),
         "generated_at": rfc3339(now()),
         "policy_version": core.policy.version(),
-        "stores": PERSONAL_STORES.iter().filter(|st| st.kind == StoreKind::Table).map(|st| json!({
+        "stores": PERSONAL_STORES.iter().map(|st| json!({
             "store": st.name, "category": st.category, "items": s.counts.get(st.name),
             "files": [format!("data/{}.json", st.name), format!("data/{}.csv", st.name)],
         })).collect::<Vec<_>>(),
         "files": s.files,
+        "missing_files": s.missing_files,
     })
 }

@@ -10,6 +10,8 @@ use steward::Steward;
 use steward::access::{Actor, Role};
 use steward::accounts::{self, Account, NewUser};
 use steward::config::Settings;
+use steward::consent;
+use steward::media::{self, MediaItem, Upload};
 use steward::tenants::{self, Tenant};
 use steward_store::testing::PgSchema;
 
@@ -55,6 +57,27 @@ impl Env {
             settings,
             core: Arc::new(core),
             pg: Some(pg),
+        })
+    }
+
+    /// The embedded database with blobs in a fresh bucket of the S3 test server;
+    /// `None` (skip) when it is unreachable outside CI.
+    pub fn sqlite_s3(test: &str) -> Option<Env> {
+        let server = steward_blobs::testing::S3TestServer::require(test).unwrap()?;
+        let bucket = steward_blobs::testing::unique_bucket();
+        server.create_bucket(&bucket).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            data_dir: dir.path().join("data"),
+            blob_url: Some(server.url(&bucket, "steward")),
+            ..Settings::default()
+        };
+        let (core, _) = Steward::open(settings.clone()).unwrap();
+        Some(Env {
+            dir,
+            settings,
+            core: Arc::new(core),
+            pg: None,
         })
     }
 
@@ -143,6 +166,53 @@ pub fn provider_staff(core: &Steward, username: &str, role: Role) -> Account {
         new_user(username, role),
     )
     .unwrap()
+}
+
+/// A small JPEG whose bytes contain `marker`.
+pub fn jpeg(marker: &str) -> Vec<u8> {
+    let mut v = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
+    ];
+    for _ in 0..64 {
+        v.extend_from_slice(marker.as_bytes());
+    }
+    v.extend_from_slice(&[0xFF, 0xD9]);
+    v
+}
+
+/// The user (as themself) consents to photos and uploads one, named `name`,
+/// through the media feature. From synchronous test code. Returns the item and
+/// the bytes uploaded.
+pub fn seed_media(core: &Arc<Steward>, user: &Account, name: &str) -> (MediaItem, Vec<u8>) {
+    let me = accounts::actor_for(user);
+    consent::record(
+        core,
+        &me,
+        consent::Record {
+            subject_id: user.subject_id.clone(),
+            category: "photos_media".into(),
+            purpose: "provision".into(),
+            action: consent::Action::Grant,
+            channel: consent::Channel::App,
+            evidence: None,
+        },
+    )
+    .unwrap();
+    let bytes = jpeg(&format!("photo-of-{name}"));
+    let body =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes.clone()))]);
+    let item = steward::core::block_on(media::upload(
+        core.clone(),
+        me,
+        user.subject_id.clone(),
+        Upload {
+            content_type: Some("image/jpeg".into()),
+            name: Some(name.to_owned()),
+        },
+        body,
+    ))
+    .unwrap();
+    (item, bytes)
 }
 
 /// A running HTTP server on 127.0.0.1 with a random port.
