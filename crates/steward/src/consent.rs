@@ -411,6 +411,17 @@ fn load_fold(
     Ok(fold(category, purpose, &events))
 }
 
+/// The current state of one use for a subject (no audit entry: ids and
+/// actions only, nothing personal is read).
+pub(crate) fn state(
+    c: &mut dyn Conn,
+    subject_id: &str,
+    category: &str,
+    purpose: &str,
+) -> Result<ConsentState> {
+    Ok(load_fold(c, subject_id, category, purpose)?.0)
+}
+
 /// Inside an operation's transaction: passes when standing consent is in force.
 pub(crate) fn require_standing(
     tx: &mut Tx<'_>,

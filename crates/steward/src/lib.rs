@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod core;
+pub mod crm;
 pub mod error;
 pub mod files;
 pub mod ingest;

@@ -156,6 +156,61 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         description: "photos and videos a user keeps in the app (with consent): the file, \
                       its type, size and name",
     },
+    PersonalStore {
+        name: "enquiries",
+        category: "contact_details",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[
+            ("name_enc", "subject_id"),
+            ("email_enc", "subject_id"),
+            ("phones_enc", "subject_id"),
+            ("postal_address_enc", "subject_id"),
+            ("topic_enc", "subject_id"),
+            ("message_enc", "subject_id"),
+        ],
+        time_column: Some("received_at"),
+        key_column: "id",
+        blob_column: None,
+        on_erase: OnErase::Delete,
+        description: "enquiries by web form, telephone, email or letter: the channel, the \
+                      name, email, phone numbers and postal address given, the topic and message",
+    },
+    PersonalStore {
+        name: "marketing_suppressions",
+        category: "marketing_preferences",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[("evidence_enc", "subject_id")],
+        time_column: Some("created_at"),
+        key_column: "id",
+        blob_column: None,
+        // "No further contact" must outlive the contact details it suppresses
+        // (Article 21(3), PECR): erasure and retention clear the subject's id and
+        // the evidence, and keep the keyed hash of the address, so it is never
+        // mailed again. What remains is pseudonymous (a keyed hash of an email
+        // address or phone number), kept under legal obligation; see
+        // docs/RETENTION.md, "Marketing after erasure".
+        on_erase: OnErase::Pseudonymise,
+        description: "\"no further contact\" requests: the keyed hash of each suppressed email \
+                      address or phone number, when and how the request came, its evidence",
+    },
+    PersonalStore {
+        name: "credit_checks",
+        category: "credit_checks",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[
+            ("sent_enc", "subject_id"),
+            ("reference_enc", "subject_id"),
+            ("decision_enc", "subject_id"),
+            ("score_enc", "subject_id"),
+            ("notes_enc", "subject_id"),
+        ],
+        time_column: Some("created_at"),
+        key_column: "id",
+        blob_column: None,
+        on_erase: OnErase::Delete,
+        description: "credit checks made with the subject's single-use permission: the agency, \
+                      what was sent to it, its reference, decision, score and notes",
+    },
 ];
 
 /// Tables that hold no personal data, and why.

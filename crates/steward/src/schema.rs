@@ -316,6 +316,71 @@ CREATE TABLE media (
 CREATE INDEX media_subject ON media (subject_id, created_at);
 "#,
     },
+    Migration {
+        version: 50,
+        name: "crm",
+        sql: r#"
+-- Enquiries from the website's form and by telephone, email or letter. The
+-- person is a subject (kind `contact`, found by the blind indexes of their
+-- email and phone); what they wrote and the details they gave with it are
+-- sealed with that subject's data key. `recorded_by` is the audit id of the
+-- staff member or `system:enquiry-form`.
+CREATE TABLE enquiries (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    channel TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    recorded_by TEXT NOT NULL,
+    name_enc BYTEA NOT NULL,
+    email_enc BYTEA,
+    phones_enc BYTEA,
+    postal_address_enc BYTEA,
+    topic_enc BYTEA,
+    message_enc BYTEA NOT NULL
+);
+CREATE INDEX enquiries_subject ON enquiries (subject_id, received_at);
+CREATE INDEX enquiries_tenant ON enquiries (tenant_id, received_at, id);
+
+-- "No further contact": one row per suppressed email address or phone number,
+-- holding only its blind index (the same keyed hash as subjects.email_idx and
+-- phone_idx). Erasure clears subject_id and the evidence and keeps the row, so
+-- the address stays suppressed after everything else about the person is gone.
+CREATE TABLE marketing_suppressions (
+    id TEXT PRIMARY KEY,
+    identifier_idx BYTEA NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    subject_id TEXT REFERENCES subjects (id),
+    tenant_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    evidence_enc BYTEA,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX marketing_suppressions_subject ON marketing_suppressions (subject_id);
+
+-- Credit checks, each made under one single-use consent grant (grant_id) and
+-- disclosed to one credit reference agency (a policy recipient id). What was
+-- sent and what came back are sealed with the subject's data key.
+CREATE TABLE credit_checks (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    agency TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    sent_enc BYTEA NOT NULL,
+    result_at BIGINT,
+    result_by TEXT,
+    reference_enc BYTEA,
+    decision_enc BYTEA,
+    score_enc BYTEA,
+    notes_enc BYTEA
+);
+CREATE INDEX credit_checks_subject ON credit_checks (subject_id, created_at);
+"#,
+    },
 ];
 
 /// The key store's schema: a separate database, so that backups and replicas of

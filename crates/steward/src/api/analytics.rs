@@ -223,9 +223,10 @@ fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The rate limit of the public website routes, and the client's address.
-struct WebGuard {
-    ip: Option<IpAddr>,
+/// The rate limit of the public website routes (the `Arc<RateLimiter>`
+/// extension of the route's router), and the client's address.
+pub(crate) struct WebGuard {
+    pub(crate) ip: Option<IpAddr>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WebGuard {

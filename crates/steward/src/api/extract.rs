@@ -50,6 +50,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body read as [`ApiJson`] reads one, for a route whose router sets a
+/// smaller `DefaultBodyLimit` of `limit` bytes (named in the 413 message).
+pub(crate) async fn json_with_limit<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid",
+            "send the body as JSON with Content-Type: application/json",
+            None,
+        ));
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {limit} bytes"),
+                None,
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text(), None)
+        }
+    })?;
+    parse_json(&bytes)
+}
+
 /// `application/json` or `application/…+json`, in any case, with any
 /// parameters (`; charset=utf-8`); not look-alikes such as `application/jsonp`.
 fn is_json(content_type: &str) -> bool {

@@ -6,7 +6,10 @@ mod analytics;
 mod audit;
 mod auth;
 mod cdr;
+mod credit;
+mod enquiries;
 mod extract;
+mod marketing;
 mod media;
 mod requests;
 mod subjects;
@@ -188,6 +191,9 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(cdr::routes())
                 .merge(analytics::routes())
                 .merge(media::routes())
+                .merge(enquiries::routes())
+                .merge(marketing::routes())
+                .merge(credit::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()
