@@ -61,6 +61,7 @@ pub(super) fn run(cli: Cli) -> Result<i32> {
         Command::Backup(cmd) => super::backup::run(settings, cmd, json),
         Command::Ingest(cmd) => super::ingest::run(settings, cmd, json),
         Command::Usage(args) => super::ingest::usage(settings, args, json),
+        Command::Marketing(cmd) => super::marketing::run(settings, cmd, json),
     }
 }
 

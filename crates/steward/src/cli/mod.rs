@@ -5,6 +5,7 @@
 mod backup;
 mod commands;
 mod ingest;
+mod marketing;
 mod requests;
 mod retention;
 
@@ -147,6 +148,9 @@ pub enum Command {
     Ingest(ingest::IngestCommand),
     /// Calls, minutes and data per account of a tenant for a month, for billing.
     Usage(ingest::UsageArgs),
+    /// Marketing: the mailing-tool export, "no further contact", and lifting it.
+    #[command(subcommand)]
+    Marketing(marketing::MarketingCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,11 +12,13 @@
 //! the person gave with it: name, email, phone numbers, postal address, topic
 //! and message. Web-form enquiries always go to the provider's own tenant.
 //!
-//! Staff spoke with the person, so a staff-recorded enquiry also fills in an
-//! identifier the contact's record lacks (email, phone, name). A web-form
-//! submission never changes an existing record: anyone can type anyone's
-//! address into a form, and a record that gained a stranger's email would
-//! later answer an access request made with that email.
+//! Staff spoke with the person, so a staff-recorded enquiry is matched more
+//! widely (any subject of the tenant: an app user, the external party of
+//! earlier calls; by email, then by phone) and fills in an identifier the
+//! record lacks (email, phone, name). A web-form submission never changes an
+//! existing record and is never matched by phone when it gives an email:
+//! anyone can type anyone's details into a form, and a record that gained a
+//! stranger's email would later answer an access request made with it.
 //!
 //! **Abuse.** The form's answer is the same whether the person was known or
 //! not (`{"received": true, "reference": …}`); a honeypot field filled in by a
@@ -311,7 +313,7 @@ fn intake(
     actor: &Actor,
     tenant_id: &str,
     clean: &Clean,
-    fill_blanks: bool,
+    by_staff: bool,
 ) -> Result<(String, bool)> {
     let keys = &core.keys;
     let email_idx = clean
@@ -328,10 +330,10 @@ fn intake(
         if tx.conn.query_opt("SELECT 1 FROM tenants WHERE id = $1", params![tenant_id])?.is_none() {
             return Err(Error::NotFound("tenant".into()));
         }
-        let found = find_contact(tx, tenant_id, email_idx.as_deref(), &phone_idxs)?;
+        let found = find_person(tx, tenant_id, email_idx.as_deref(), &phone_idxs, by_staff)?;
         let (subject_id, new_contact) = match found {
             Some(id) => {
-                if fill_blanks {
+                if by_staff {
                     fill_in(tx, &id, clean)?;
                 }
                 (id, false)
@@ -427,25 +429,34 @@ fn intake(
     Ok((id, new_contact))
 }
 
-/// The oldest contact of the tenant with this email or, when no email was
-/// given, with one of these phone numbers.
-fn find_contact(
+/// The person an enquiry is from: the tenant's oldest subject with this email
+/// or, failing that, one of these phone numbers.
+///
+/// From the web form only `contact` subjects are candidates, and phone numbers
+/// only count when no email was given: a stranger typing someone's number
+/// next to their own email must not land on that person's record. Staff, who
+/// spoke with the person, also find the tenant's other subjects (an app user,
+/// the external party of earlier calls) and fall back to the phone numbers.
+fn find_person(
     tx: &mut Tx<'_>,
     tenant_id: &str,
     email_idx: Option<&[u8]>,
     phone_idxs: &[Vec<u8>],
+    by_staff: bool,
 ) -> Result<Option<String>> {
-    let lookups: Vec<(&str, &[u8])> = match email_idx {
-        Some(e) => vec![("email_idx", e)],
-        None => phone_idxs
-            .iter()
-            .map(|p| ("phone_idx", p.as_slice()))
-            .collect(),
+    let mut lookups: Vec<(&str, &[u8])> = email_idx.map(|e| ("email_idx", e)).into_iter().collect();
+    if by_staff || email_idx.is_none() {
+        lookups.extend(phone_idxs.iter().map(|p| ("phone_idx", p.as_slice())));
+    }
+    let kind = if by_staff {
+        ""
+    } else {
+        "AND kind = 'contact' "
     };
     for (col, idx) in lookups {
         if let Some(r) = tx.conn.query_opt(
             &format!(
-                "SELECT id FROM subjects WHERE tenant_id = $1 AND kind = 'contact' AND {col} = $2 \
+                "SELECT id FROM subjects WHERE tenant_id = $1 {kind}AND {col} = $2 \
                  ORDER BY created_at, id LIMIT 1"
             ),
             params![tenant_id, idx],
