@@ -138,6 +138,40 @@ fn seed(core: &Arc<Steward>, tag: &str) -> People {
         .unwrap();
         common::seed_media(core, acc, &format!("{}-photo.jpg", acc.username));
     }
+    // An enquiry, a credit check (using the permission above) and a "no further
+    // contact" entry each: the CRM stores.
+    for (acc, email, name) in [(&a, A_EMAIL, A_NAME), (&b, B_EMAIL, B_NAME)] {
+        let enquiry = json!({
+            "channel": "phone", "name": name, "email": email,
+            "message": format!("{name} asked about a contract"),
+        });
+        let e = steward::crm::enquiries::record(
+            core,
+            &cli,
+            &tenant.id,
+            &serde_json::from_value(enquiry).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(e.subject_id, acc.subject_id);
+        let check = json!({ "name": name, "postal_address": "4 Backup Street, Tamworth" });
+        steward::crm::credit::request(
+            core,
+            &cli,
+            &acc.subject_id,
+            &serde_json::from_value(check).unwrap(),
+        )
+        .unwrap();
+        steward::crm::marketing::no_further_contact(
+            core,
+            &cli,
+            &acc.subject_id,
+            &steward::crm::marketing::NoFurtherContact {
+                channel: Some(Channel::Letter),
+                evidence: Some(format!("letter from {name}")),
+            },
+        )
+        .unwrap();
+    }
     call_record(core, &tenant.id, &a, &b);
     // Every registered table store holds some of A's rows.
     let counts = rows_about(core, &a.subject_id);
@@ -268,7 +302,8 @@ fn check_restored(core: &Steward, p: &People) {
     let b = subjects::read(core, &Actor::cli(), &p.b.subject_id, "administration").unwrap();
     assert_eq!(b.email.as_deref(), Some(B_EMAIL));
     assert_eq!(b.name.as_deref(), Some(B_NAME));
-    assert!(rows_about(core, &p.b.subject_id).values().all(|n| *n > 0));
+    let b_rows = rows_about(core, &p.b.subject_id);
+    assert!(b_rows.values().all(|n| *n > 0), "B's rows: {b_rows:?}");
     assert!(core.keys.subject_key(&p.a.subject_id).unwrap().is_none());
     let left = rows_about(core, &p.a.subject_id);
     assert!(left.values().all(|n| *n == 0), "A's rows left: {left:?}");
@@ -479,7 +514,9 @@ fn keep_writing(base: String, b: Account, stop: Arc<AtomicBool>, done: Arc<Atomi
                 &base,
                 &format!("/api/v1/subjects/{}/consents", b.subject_id),
                 Some(&token),
-                json!({"category": "credit_checks", "purpose": "credit_check", "action": action}),
+                // Marketing consent: its withdrawal deletes nothing, so B's stores
+                // stay as seeded (a credit-check withdrawal deletes the checks).
+                json!({"category": "contact_details", "purpose": "marketing", "action": action}),
             )
             .await;
             assert_eq!(s, 201, "{body}");
@@ -677,8 +714,8 @@ fn backup_erase_restore_on_postgres() {
                     &me,
                     Record {
                         subject_id: people.b.subject_id.clone(),
-                        category: "credit_checks".into(),
-                        purpose: "credit_check".into(),
+                        category: "contact_details".into(),
+                        purpose: "marketing".into(),
                         action: if n % 2 == 0 {
                             Action::Withdraw
                         } else {

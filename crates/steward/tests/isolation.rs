@@ -21,7 +21,7 @@ const METHODS: [&str; 8] = [
 
 /// Operations that need no token, with the reason. Any other operation the
 /// document declares without `security` fails the test.
-const PUBLIC: [(&str, &str, &str); 4] = [
+const PUBLIC: [(&str, &str, &str); 5] = [
     (
         "POST",
         "/api/v1/auth/login",
@@ -43,6 +43,12 @@ const PUBLIC: [(&str, &str, &str); 4] = [
         "/api/v1/web/visits",
         "the website's visit collector: named by the visitor's cookie id; the answer is only \
          whether the visit was stored",
+    ),
+    (
+        "POST",
+        "/api/v1/web/enquiries",
+        "the website's enquiry form: always the provider's tenant; the answer is the same \
+         whether or not the person was known (received, and a new reference)",
     ),
 ];
 
@@ -93,6 +99,10 @@ struct TenantB {
     request_id: String,
     /// A photo of B's subject, named by `{media_id}`.
     media_id: String,
+    /// An enquiry recorded in B's tenant, named by `{enquiry_id}`.
+    enquiry_id: String,
+    /// A credit check of B's subject, named by `{check_id}`.
+    check_id: String,
 }
 
 impl TenantB {
@@ -176,6 +186,8 @@ fn substitute(path: &str, b: &TenantB) -> (String, bool) {
             "account_id" => b.account().id.clone(),
             "request_id" => b.request_id.clone(),
             "media_id" => b.media_id.clone(),
+            "enquiry_id" => b.enquiry_id.clone(),
+            "check_id" => b.check_id.clone(),
             other => panic!(
                 "route {path} has path parameter {{{other}}}, which tests/isolation.rs cannot \
                  fill in: add a substitution with tenant B's matching id to `substitute`, so that \
@@ -315,6 +327,39 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
             staff = StaffExpect::Status(403);
             None
         }
+        // The website's enquiry form: the provider's own contacts, no tenant.
+        ("POST", "/api/v1/web/enquiries") => Some(json!({
+            "name": "Isolation Visitor",
+            "email": "isolation-visitor@example.test",
+            "message": "isolation test",
+        })),
+        ("POST", "/api/v1/tenants/{tenant_id}/enquiries") => Some(json!({
+            "channel": "phone",
+            "name": "Isolation Caller",
+            "email": "isolation-caller@example.test",
+            "message": "isolation test",
+        })),
+        ("POST", "/api/v1/tenants/{tenant_id}/marketing/export") => Some(json!({})),
+        // B's user's address on the provider's suppression list.
+        ("POST", "/api/v1/marketing/suppressions") => {
+            names_b = true;
+            Some(json!({
+                "email": format!("{}@example.test", b.subject().username),
+                "channel": "email",
+            }))
+        }
+        ("POST", "/api/v1/subjects/{subject_id}/no-further-contact") => {
+            Some(json!({ "channel": "letter", "evidence": "isolation test" }))
+        }
+        // B's subject gave a credit-check permission for staff's baseline call.
+        ("POST", "/api/v1/subjects/{subject_id}/credit-checks") => Some(json!({
+            "name": "Person of B",
+            "postal_address": "1 Isolation Road",
+        })),
+        ("POST", "/api/v1/credit-checks/{check_id}/result") => Some(json!({
+            "reference": "ISO-1",
+            "decision": "accept",
+        })),
         (m, p) => panic!(
             "route {m} {p} has no request builder in tests/isolation.rs: add one to \
              `request_for` that builds a valid request aimed at tenant B, so that tenant \
@@ -364,10 +409,49 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
     let (photo, _) = tokio::task::block_in_place(|| {
         common::seed_media(&core, &seeded.subject, "isolation-photo.jpg")
     });
+    // B's enquiry, marketing consent and credit check (with a second permission
+    // left for the staff baseline to use).
+    let cli = steward::access::Actor::cli();
+    let enquiry_id = steward::crm::enquiries::record(
+        &core,
+        &cli,
+        &seeded.tenant.id,
+        &serde_json::from_value(json!({
+            "channel": "phone",
+            "name": format!("Person {}", seeded.subject.username),
+            "email": format!("{}@example.test", seeded.subject.username),
+            "message": "isolation test",
+            "marketing_consent": true,
+        }))
+        .unwrap(),
+    )
+    .unwrap()
+    .id;
+    let credit = |action| steward::consent::Record {
+        subject_id: seeded.subject.subject_id.clone(),
+        category: "credit_checks".into(),
+        purpose: "credit_check".into(),
+        action,
+        channel: steward::consent::Channel::Phone,
+        evidence: None,
+    };
+    steward::consent::record(&core, &cli, credit(steward::consent::Action::Grant)).unwrap();
+    let check_id = steward::crm::credit::request(
+        &core,
+        &cli,
+        &seeded.subject.subject_id,
+        &serde_json::from_value(json!({"name": "Person of B", "postal_address": "1 B Road"}))
+            .unwrap(),
+    )
+    .unwrap()
+    .id;
+    steward::consent::record(&core, &cli, credit(steward::consent::Action::Grant)).unwrap();
     let b = TenantB {
         seeded,
         request_id,
         media_id: photo.id,
+        enquiry_id,
+        check_id,
     };
     let staff_op = provider_staff(&core, "staff-op", Role::Operator);
     let staff_dpo = provider_staff(&core, "staff-dpo", Role::Dpo);

@@ -166,6 +166,42 @@ fn scenario(env: &Env) -> String {
         },
     )
     .unwrap();
+    // An enquiry she phoned in, a credit check under a new permission, and her
+    // "no further contact" request: the CRM stores.
+    let enquiry = serde_json::json!({
+        "channel": "phone", "name": NAME, "email": EMAIL, "phones": ["07700 900555"],
+        "postal_address": "5 Quennell Close, Tamworth", "message": "Please call me about a quote.",
+    });
+    let e = steward::crm::enquiries::record(
+        core,
+        &dpo,
+        &t.tenant.id,
+        &serde_json::from_value(enquiry).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(e.subject_id, s);
+    consent::record(
+        core,
+        &me,
+        Record {
+            subject_id: s.clone(),
+            category: "credit_checks".into(),
+            purpose: "credit_check".into(),
+            action: Action::Grant,
+            channel: Channel::App,
+            evidence: None,
+        },
+    )
+    .unwrap();
+    let check = serde_json::json!({ "name": NAME, "postal_address": "5 Quennell Close, Tamworth" });
+    steward::crm::credit::request(core, &dpo, &s, &serde_json::from_value(check).unwrap()).unwrap();
+    steward::crm::marketing::no_further_contact(
+        core,
+        &me,
+        &s,
+        &steward::crm::marketing::NoFurtherContact::default(),
+    )
+    .unwrap();
     // A call she made (traffic data), sent by her employer's PBX.
     let call = serde_json::from_value(serde_json::json!({
         "caller": "07700 900555", "callee": "+44 161 496 0123",

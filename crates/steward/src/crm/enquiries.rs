@@ -95,9 +95,9 @@ pub struct WebEnquiry {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaffEnquiry {
+    pub name: String,
     /// `phone`, `email` or `letter` (web enquiries come through the form).
     pub channel: EnquiryChannel,
-    pub name: String,
     pub email: Option<String>,
     #[serde(default)]
     pub phones: Vec<String>,
