@@ -1249,11 +1249,11 @@ async fn credit_scenario(env: &Env) {
     assert_eq!(s, 403);
     assert_eq!(body["error"]["code"], "consent_required");
     assert_eq!(stored(), 0, "withdrawal deleted what the consent allowed");
-    let deleted = sync(|| audit::for_subject(&core.db, &subject).unwrap())
+    let purged = sync(|| audit::for_subject(&core.db, &subject).unwrap())
         .into_iter()
-        .find(|e| e.action == "delete" && e.category.as_deref() == Some("credit_checks"))
+        .find(|e| e.action == "consent.purge" && e.category.as_deref() == Some("credit_checks"))
         .unwrap();
-    assert_eq!(deleted.detail["rows"], 1);
+    assert_eq!(purged.detail["deleted"]["credit_checks"], 1);
     let (s, _) = server
         .call(
             "GET",
