@@ -164,6 +164,52 @@ pub struct PolicyMeta {
     pub jurisdiction: Jurisdiction,
 }
 
+/// The account roles Steward knows, as a category's `access_roles` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessRole {
+    /// The person the data is about, for their own data.
+    Subject,
+    /// The employer's administrator, for their tenant.
+    TenantAdmin,
+    /// Staff running the service.
+    Operator,
+    /// The data protection officer.
+    Dpo,
+}
+
+impl AccessRole {
+    pub const ALL: [AccessRole; 4] = [
+        AccessRole::Subject,
+        AccessRole::TenantAdmin,
+        AccessRole::Operator,
+        AccessRole::Dpo,
+    ];
+
+    /// The role as written in the policy file (and as Steward's accounts name it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessRole::Subject => "subject",
+            AccessRole::TenantAdmin => "tenant-admin",
+            AccessRole::Operator => "operator",
+            AccessRole::Dpo => "dpo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AccessRole> {
+        AccessRole::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AccessRole::Subject => "you, for your own data",
+            AccessRole::TenantAdmin => "your employer's administrators",
+            AccessRole::Operator => "our operations staff",
+            AccessRole::Dpo => "our data protection officer",
+        }
+    }
+}
+
 /// Why data is processed (a `[purposes.<id>]` table).
 #[derive(Clone, Debug, Serialize)]
 pub struct Purpose {
@@ -216,6 +262,11 @@ pub struct Category {
     pub anonymous: bool,
     /// May be kept past its retention for archiving in the public interest.
     pub archive_exempt: bool,
+    /// The account roles that may read this category's data through the features
+    /// that hold it (playback, download, listing); `None` when the policy leaves
+    /// it to each feature's own rule. The command line and access requests are
+    /// not accounts and are not limited by it.
+    pub access_roles: Option<Vec<AccessRole>>,
 }
 
 impl Category {
@@ -230,6 +281,14 @@ impl Category {
                 .copied()
                 .unwrap_or(self.lawful_basis),
         )
+    }
+
+    /// Whether `role` (as accounts name it: `operator`, `tenant-admin`, …) may
+    /// read this category's data: `None` when the category sets no `access_roles`.
+    pub fn allows_role(&self, role: &str) -> Option<bool> {
+        self.access_roles
+            .as_ref()
+            .map(|roles| roles.iter().any(|r| r.as_str() == role))
     }
 
     /// The rule for using this category for `purpose`, if the purpose is declared.

@@ -77,6 +77,7 @@ pub(crate) struct RawCategory {
     pub anonymous: Option<Spanned<bool>>,
     #[serde(default)]
     pub archive_exempt: bool,
+    pub access_roles: Option<Spanned<Vec<Text>>>,
 }
 
 /// A table of `[kind.<id>]` entries, in the order the file declares them.

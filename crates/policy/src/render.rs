@@ -223,6 +223,18 @@ fn notice(policy: &Policy) -> Vec<Block> {
                 category.retention_starts.label()
             ),
         ];
+        if let Some(roles) = &category.access_roles {
+            let who: Vec<&str> = roles.iter().map(|r| r.label()).collect();
+            facts.push(if who.is_empty() {
+                "Who can open it: nobody through the App or its tools; only in answer to a request"
+                    .to_owned()
+            } else {
+                format!(
+                    "Who can open it: {}; every access is recorded",
+                    who.join(", ")
+                )
+            });
+        }
         if category.archive_exempt {
             facts.push(
                 "May be kept longer where needed for archiving in the public interest.".to_owned(),

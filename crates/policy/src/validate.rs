@@ -7,7 +7,8 @@ use serde_spanned::Spanned;
 
 use crate::diagnostic::Reporter;
 use crate::model::{
-    Category, LawfulBasis, Policy, PolicyMeta, Purpose, Recipient, RetentionStart, Table,
+    AccessRole, Category, LawfulBasis, Policy, PolicyMeta, Purpose, Recipient, RetentionStart,
+    Table,
 };
 use crate::raw::{Named, RawCategory, RawFile, RawMeta, RawPurpose, RawRecipient, Text};
 use crate::retention::{Retention, RetentionUnit};
@@ -398,6 +399,10 @@ fn check_category(
         );
     }
 
+    let access_roles = raw
+        .access_roles
+        .map(|list| check_access_roles(list, report));
+
     Category {
         name: non_empty(raw.name, "name", report),
         description: raw.description,
@@ -417,7 +422,38 @@ fn check_category(
         recipients: recipients.into_iter().map(Spanned::into_inner).collect(),
         anonymous: anonymous.is_some(),
         archive_exempt: raw.archive_exempt,
+        access_roles,
     }
+}
+
+/// `access_roles`: known roles, each once. An empty list is allowed (no account
+/// may read the data; the command line and access requests still reach it) but
+/// warned about, since it is more likely a slip than a decision.
+fn check_access_roles(list: Spanned<Vec<Text>>, report: &mut Reporter<'_>) -> Vec<AccessRole> {
+    if list.get_ref().is_empty() {
+        report.warning(
+            list.span(),
+            "access_roles = [] lets no account read this category's data (only the command \
+             line and access requests reach it): leave access_roles out to keep each feature's \
+             own rule, or name the roles",
+        );
+    }
+    let mut roles = Vec::new();
+    for item in strings_allow_empty(list.into_inner(), "access_roles", report) {
+        match AccessRole::parse(item.get_ref()) {
+            Some(role) if !roles.contains(&role) => roles.push(role),
+            Some(_) => {} // reported as a duplicate
+            None => report.error(
+                item.span(),
+                format!(
+                    "unknown role {:?} in access_roles (roles: {})",
+                    item.get_ref(),
+                    AccessRole::ALL.map(AccessRole::as_str).join(", ")
+                ),
+            ),
+        }
+    }
+    roles
 }
 
 /// A list that must name at least one thing, each once.

@@ -2,8 +2,8 @@
 
 use steward_policy::render::{article30_csv, notice_html, notice_markdown, render_to_dir};
 use steward_policy::{
-    ConsentRule, Diagnostic, LawfulBasis, Policy, Retention, RetentionStart, RetentionUnit,
-    Severity, UseError, UseRule, load, parse,
+    AccessRole, ConsentRule, Diagnostic, LawfulBasis, Policy, Retention, RetentionStart,
+    RetentionUnit, Severity, UseError, UseRule, load, parse,
 };
 
 const DEFAULT_TOML: &str = include_str!("../../../policy/default.toml");
@@ -153,6 +153,16 @@ fn default_policy_has_the_statement_contents() {
         assert!(policy.purpose(id).is_some(), "missing purpose {id}");
     }
     assert!(policy.category("usage_statistics").unwrap().anonymous);
+    // Recordings are "handled confidentially": operators and the DPO play them back.
+    let recordings = policy.category("call_recordings").unwrap();
+    assert_eq!(
+        recordings.access_roles.as_deref(),
+        Some(&[AccessRole::Operator, AccessRole::Dpo][..])
+    );
+    assert_eq!(recordings.allows_role("operator"), Some(true));
+    assert_eq!(recordings.allows_role("tenant-admin"), Some(false));
+    assert_eq!(recordings.allows_role("subject"), Some(false));
+    assert_eq!(policy.category("chat").unwrap().allows_role("dpo"), None);
     let mailchimp = policy.recipient("mailchimp").unwrap();
     assert_eq!(mailchimp.country, "US");
     assert!(mailchimp.is_third_country());
@@ -733,5 +743,74 @@ fn load_reads_a_file_and_names_it_in_diagnostics() {
         missing[0].message.contains("cannot read"),
         "{}",
         missing[0].message
+    );
+}
+
+#[test]
+fn access_roles_are_checked_where_they_are_written() {
+    // Line 36, after recipients (line 35).
+    let with = |roles: &str| {
+        base_with(
+            "recipients = [\"hosting\"]\n",
+            &format!("recipients = [\"hosting\"]\naccess_roles = {roles}\n"),
+        )
+    };
+    let policy = parse(
+        &with(r#"["operator", "dpo", "tenant-admin", "subject"]"#),
+        "test.toml",
+    )
+    .unwrap()
+    .policy;
+    assert_eq!(
+        policy.category("contact").unwrap().access_roles,
+        Some(vec![
+            AccessRole::Operator,
+            AccessRole::Dpo,
+            AccessRole::TenantAdmin,
+            AccessRole::Subject
+        ])
+    );
+    assert_eq!(
+        policy.category("contact").unwrap().allows_role("dpo"),
+        Some(true)
+    );
+
+    let (line, column, message) = only_error(&with(r#"["operator", "supervisor"]"#));
+    assert_eq!((line, column), (36, 29), "{message}");
+    assert!(message.contains("unknown role \"supervisor\""), "{message}");
+    assert!(
+        message.contains("subject, tenant-admin, operator, dpo"),
+        "{message}"
+    );
+
+    let (line, column, message) = only_error(&with(r#"["dpo", "dpo"]"#));
+    assert_eq!((line, column), (36, 24), "{message}");
+    assert!(
+        message.contains("duplicate entry \"dpo\" in access_roles"),
+        "{message}"
+    );
+
+    // Roles are written as accounts name them, not in snake case.
+    let (line, _, message) = only_error(&with(r#"["tenant_admin"]"#));
+    assert_eq!(line, 36, "{message}");
+
+    // A wrong type stops parsing, at the value.
+    let errors = errors_of(&with(r#""operator""#));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].line, 36, "{errors:#?}");
+
+    // An empty list is allowed, with a warning.
+    let warnings = warnings_of(&with("[]"));
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!((warnings[0].line, warnings[0].column), (36, 16));
+    assert!(
+        warnings[0].message.contains("no account"),
+        "{}",
+        warnings[0].message
+    );
+    let policy = parse(&with("[]"), "test.toml").unwrap().policy;
+    assert_eq!(
+        policy.category("contact").unwrap().allows_role("operator"),
+        Some(false)
     );
 }

@@ -1112,8 +1112,8 @@ fn purge_subject(tx: &mut Tx<'_>, subject_id: &str, tenant: &str) -> Result<(Cou
     let mut pseudonymised = Counts::new();
     for store in PERSONAL_STORES.iter().rev() {
         for col in store.subject_columns {
-            match store.on_erase {
-                OnErase::Delete => {
+            match store.erase_action(col) {
+                OnErase::Delete | OnErase::DeleteWithOwner => {
                     let n = tx.conn.execute(
                         &format!("DELETE FROM {} WHERE {col} = $1", store.name),
                         params![subject_id],

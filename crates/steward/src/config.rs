@@ -33,7 +33,13 @@ pub struct Settings {
     pub session_ttl_secs: i64,
     /// Largest photo or video a user may upload, in bytes.
     pub max_media_bytes: u64,
+    /// Largest call recording that may be uploaded, in bytes.
+    pub max_recording_bytes: u64,
 }
+
+/// The default recording limit: 256 MiB, an hour of 16 kHz 16-bit stereo WAV
+/// (230 MB; narrowband mono is 58 MB an hour), with room to spare.
+pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -49,6 +55,7 @@ impl Default for Settings {
             default_region: "GB".to_owned(),
             session_ttl_secs: 12 * 3600,
             max_media_bytes: 100 * 1024 * 1024,
+            max_recording_bytes: DEFAULT_MAX_RECORDING_BYTES,
         }
     }
 }
@@ -75,6 +82,7 @@ impl std::fmt::Debug for Settings {
             .field("default_region", &self.default_region)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("max_media_bytes", &self.max_media_bytes)
+            .field("max_recording_bytes", &self.max_recording_bytes)
             .finish()
     }
 }

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod keys;
 pub mod media;
 pub mod processing;
+pub mod recordings;
 pub mod registry;
 pub mod retention;
 pub mod rights;

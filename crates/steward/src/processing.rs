@@ -90,6 +90,46 @@ pub(crate) fn permit(tx: &mut Tx<'_>, u: &Use<'_>) -> Result<Permit> {
     })
 }
 
+/// Whether the actor's role may read `category`'s data, as the policy's
+/// `access_roles` for the category says; `fallback` when the policy names no
+/// roles for it. The command line and Steward's own jobs are not accounts and
+/// always pass (as for every role check). Scope is checked apart ([`permit`]).
+pub(crate) fn require_access_role(
+    tx: &Tx<'_>,
+    category: &str,
+    fallback: &[Role],
+    what: &str,
+) -> Result<()> {
+    let Some(role) = tx.actor.role() else {
+        return Ok(());
+    };
+    let allowed = tx
+        .policy()
+        .category(category)
+        .and_then(|c| c.allows_role(role.as_str()))
+        .unwrap_or_else(|| fallback.contains(&role));
+    if allowed {
+        return Ok(());
+    }
+    let roles: Vec<&str> = match tx
+        .policy()
+        .category(category)
+        .and_then(|c| c.access_roles.as_ref())
+    {
+        Some(roles) => roles.iter().map(|r| r.as_str()).collect(),
+        None => fallback.iter().map(|r| r.as_str()).collect(),
+    };
+    Err(Error::Forbidden(format!(
+        "your role ({}) may not {what}: the policy lets {} do so",
+        role.as_str(),
+        if roles.is_empty() {
+            "no account".to_owned()
+        } else {
+            roles.join(", ")
+        }
+    )))
+}
+
 /// Checks a use of personal data inside `tx` and records it as processing (or
 /// as a disclosure, with a recipient). Fails with `ConsentRequired` when consent
 /// is needed and absent.

@@ -44,6 +44,11 @@ pub enum OnErase {
     /// Keep the rows (they concern someone else too, or the law requires the
     /// record), but clear the subject's id and every column sealed with their key.
     Pseudonymise,
+    /// The row is its owner's (the first subject column: whose key seals its
+    /// content, a file above all): erasing the owner deletes it (and its file);
+    /// erasing anyone else named in it pseudonymises it for them, as
+    /// `Pseudonymise` does, and the owner keeps it.
+    DeleteWithOwner,
 }
 
 pub const PERSONAL_STORES: &[PersonalStore] = &[
@@ -143,6 +148,26 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         on_erase: OnErase::Delete,
         description: "website page visits (kept only with analytics consent): page, \
                       referring domain, IP address, browser",
+    },
+    PersonalStore {
+        name: "call_recordings",
+        category: "call_recordings",
+        // The owner is the party on the outside of the call (the caller of an
+        // inbound call, the callee of an outbound one: the customer whose call it
+        // is), or the other party when the outside one is unknown (a withheld
+        // number). The audio and the file name are sealed with the owner's key;
+        // the other party (the member of staff) is named by id only, so erasing
+        // them leaves nothing of theirs readable once their id is cleared, and
+        // the owner's recording stays. Erasing the owner deletes the row and the
+        // file. Retention counts 90 days from the call (`recorded_at`).
+        subject_columns: &["subject_id", "other_subject_id"],
+        encrypted_columns: &[("name_enc", "subject_id")],
+        time_column: Some("recorded_at"),
+        key_column: "id",
+        blob_column: Some("blob_key"),
+        on_erase: OnErase::DeleteWithOwner,
+        description: "recordings of inbound and outbound calls: the audio, its type, size, \
+                      direction and duration, the call it belongs to, the original file name",
     },
     PersonalStore {
         name: "media",
@@ -265,6 +290,18 @@ pub fn store(name: &str) -> Option<&'static PersonalStore> {
 }
 
 impl PersonalStore {
+    /// What erasing the subject named in `column` does to their rows: `Delete`
+    /// or `Pseudonymise` (never `DeleteWithOwner`, which resolves per column).
+    pub fn erase_action(&self, column: &str) -> OnErase {
+        match self.on_erase {
+            OnErase::DeleteWithOwner if self.subject_columns.first() == Some(&column) => {
+                OnErase::Delete
+            }
+            OnErase::DeleteWithOwner => OnErase::Pseudonymise,
+            other => other,
+        }
+    }
+
     /// The AAD field name of an encrypted column: `subjects.email` for `email_enc`.
     pub fn field_name(&self, column: &str) -> String {
         format!(
@@ -296,6 +333,19 @@ mod tests {
                 .map(|s| s.field_name("email_enc"))
                 .as_deref(),
             Some("subjects.email")
+        );
+    }
+
+    #[test]
+    fn delete_with_owner_deletes_for_the_owner_only() {
+        let s = store("call_recordings").unwrap();
+        assert_eq!(s.erase_action("subject_id"), OnErase::Delete);
+        assert_eq!(s.erase_action("other_subject_id"), OnErase::Pseudonymise);
+        let c = store("call_records").unwrap();
+        assert_eq!(c.erase_action("caller_subject_id"), OnErase::Pseudonymise);
+        assert_eq!(
+            store("media").unwrap().erase_action("subject_id"),
+            OnErase::Delete
         );
     }
 

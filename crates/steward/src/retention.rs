@@ -58,7 +58,7 @@ pub const FIRST_RUN_DELAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_INTERVAL: &str = "24h";
 
 /// What happens to a store's rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemAction {
     Delete,
@@ -358,30 +358,45 @@ fn assess(c: &mut dyn Conn, policy: &Policy, now: i64, s: &SubjectRow) -> Result
     })
 }
 
-/// Items from per-store row counts, in registry order.
-fn items_from(subject_id: &str, whole: bool, rows: &BTreeMap<&'static str, u64>) -> Vec<PlanItem> {
+/// Rows per store and what happens to them.
+type StoreRows = BTreeMap<(&'static str, ItemAction), u64>;
+
+/// What erasing the subject named in `column` of `store` does to the rows.
+fn action_of(store: &PersonalStore, column: &str) -> ItemAction {
+    match store.erase_action(column) {
+        OnErase::Pseudonymise => ItemAction::Pseudonymise,
+        OnErase::Delete | OnErase::DeleteWithOwner => ItemAction::Delete,
+    }
+}
+
+/// Items from per-store row counts, in registry order (a store whose rows go
+/// differently through different subject columns gives one item per action).
+fn items_from(subject_id: &str, whole: bool, rows: &StoreRows) -> Vec<PlanItem> {
     table_stores()
-        .filter_map(|st| {
-            let n = *rows.get(st.name)?;
-            (n > 0).then(|| PlanItem {
-                subject_id: subject_id.to_owned(),
-                store: st.name.to_owned(),
-                category: st.category.to_owned(),
-                action: match st.on_erase {
-                    OnErase::Delete => ItemAction::Delete,
-                    OnErase::Pseudonymise => ItemAction::Pseudonymise,
-                },
-                rows: n,
-                whole_subject: whole,
-            })
+        .flat_map(|st| {
+            [ItemAction::Delete, ItemAction::Pseudonymise]
+                .into_iter()
+                .filter_map(move |action| {
+                    let n = *rows.get(&(st.name, action))?;
+                    (n > 0).then(|| PlanItem {
+                        subject_id: subject_id.to_owned(),
+                        store: st.name.to_owned(),
+                        category: st.category.to_owned(),
+                        action,
+                        rows: n,
+                        whole_subject: whole,
+                    })
+                })
         })
         .collect()
 }
 
-fn portion_rows(portions: &[Portion]) -> BTreeMap<&'static str, u64> {
-    let mut rows = BTreeMap::new();
+fn portion_rows(portions: &[Portion]) -> StoreRows {
+    let mut rows = StoreRows::new();
     for p in portions {
-        *rows.entry(p.store.name).or_default() += p.rows;
+        *rows
+            .entry((p.store.name, action_of(p.store, p.column)))
+            .or_default() += p.rows;
     }
     rows
 }
@@ -624,10 +639,15 @@ fn erase_whole(
         Ok(matches!(v, Verdict::Subject(_)) && items_of(subject_id, &v) == planned)
     })?;
     Ok(report.map(|r| {
-        let mut rows = BTreeMap::new();
-        for (store, n) in r.deleted.iter().chain(r.pseudonymised.iter()) {
-            if let Some(st) = crate::registry::store(store) {
-                *rows.entry(st.name).or_default() += *n;
+        let mut rows = StoreRows::new();
+        for (counts, action) in [
+            (&r.deleted, ItemAction::Delete),
+            (&r.pseudonymised, ItemAction::Pseudonymise),
+        ] {
+            for (store, n) in counts {
+                if let Some(st) = crate::registry::store(store) {
+                    *rows.entry((st.name, action)).or_default() += *n;
+                }
             }
         }
         items_from(subject_id, true, &rows)
@@ -652,11 +672,13 @@ fn erase_rows(
         if items_of(subject_id, &v) != planned {
             return Ok(None);
         }
-        let mut rows: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut rows = StoreRows::new();
         // Children before parents: the registry lists parents first.
         for p in portions.iter().rev() {
             let n = erase::clear_rows(tx, p.store, p.column, subject_id, p.keys.as_deref())?;
-            *rows.entry(p.store.name).or_default() += n;
+            *rows
+                .entry((p.store.name, action_of(p.store, p.column)))
+                .or_default() += n;
         }
         let items = items_from(subject_id, false, &rows);
         let (mut deleted, mut pseudonymised) = (BTreeMap::new(), BTreeMap::new());

@@ -317,6 +317,39 @@ CREATE INDEX media_subject ON media (subject_id, created_at);
 "#,
     },
     Migration {
+        version: 41,
+        name: "call_recordings",
+        sql: r#"
+-- Recordings of inbound and outbound calls (legitimate interest: training and
+-- monitoring), one row per file, linked to one call record of the same tenant.
+-- The audio is in the blob store under `blob_key`, encrypted under the key of
+-- `subject_id`: the call's outside party (the caller of an inbound call, the
+-- callee of an outbound one), or the other party when that one is unknown.
+-- `owner_party` says which end of the call that is; `other_subject_id` is the
+-- other party, by id only (cleared when they are erased). `recorded_at` is the
+-- call's start: retention counts 90 days from it.
+CREATE TABLE call_recordings (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    call_record_id BYTEA NOT NULL,
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    other_subject_id TEXT REFERENCES subjects (id),
+    owner_party TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    duration BIGINT NOT NULL,
+    blob_key TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    name_enc BYTEA,
+    recorded_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX call_recordings_call ON call_recordings (call_record_id, created_at);
+CREATE INDEX call_recordings_subject ON call_recordings (subject_id, recorded_at);
+CREATE INDEX call_recordings_other ON call_recordings (other_subject_id, recorded_at);
+"#,
+    },
+    Migration {
         version: 50,
         name: "crm",
         sql: r#"

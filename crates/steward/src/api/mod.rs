@@ -11,6 +11,7 @@ mod enquiries;
 mod extract;
 mod marketing;
 mod media;
+mod recordings;
 mod requests;
 mod subjects;
 mod system;
@@ -194,6 +195,7 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(enquiries::routes())
                 .merge(marketing::routes())
                 .merge(credit::routes())
+                .merge(recordings::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()

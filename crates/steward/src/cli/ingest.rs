@@ -1,4 +1,5 @@
-//! `steward ingest …` (call detail records, extensions) and `steward usage`.
+//! `steward ingest …` (call detail records, call recordings, extensions) and
+//! `steward usage`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ use super::commands::{open, resolve_subject};
 use super::{SubjectArgs, emit, invalid};
 use crate::access::Actor;
 use crate::config::Settings;
+use crate::core::block_on;
 use crate::error::Result;
 use crate::ingest::{self, IngestReport, Options, Progress};
+use crate::recordings::{self, Upload};
 
 #[derive(Debug, Subcommand)]
 pub enum IngestCommand {
@@ -29,6 +32,25 @@ pub enum IngestCommand {
         batch_rows: usize,
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Store a call recording (WAV, MP3 or Opus, from its content) against a call
+    /// record, encrypted under the key of the call's outside party. The call id is
+    /// what `POST /api/v1/tenants/{id}/cdrs` answers (`ids`).
+    Recording {
+        /// The call record: 32 hexadecimal digits.
+        #[arg(long)]
+        call: String,
+        /// inbound or outbound.
+        #[arg(long)]
+        direction: String,
+        /// The recording's length in whole seconds.
+        #[arg(long)]
+        duration: String,
+        /// The name kept with it (encrypted); default the file's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The audio file.
+        file: PathBuf,
     },
     /// Record a user's PBX extension, so that call records naming it link to them.
     Extension {
@@ -87,6 +109,13 @@ pub(super) fn run(settings: Settings, cmd: IngestCommand, json: bool) -> Result<
             }
             Ok(if report.refused_files > 0 { 2 } else { 0 })
         }
+        IngestCommand::Recording {
+            call,
+            direction,
+            duration,
+            name,
+            file,
+        } => recording(settings, call, direction, duration, name, file, json),
         IngestCommand::Extension {
             subject,
             extension,
@@ -116,6 +145,49 @@ pub(super) fn run(settings: Settings, cmd: IngestCommand, json: bool) -> Result<
             Ok(0)
         }
     }
+}
+
+fn recording(
+    settings: Settings,
+    call: String,
+    direction: String,
+    duration: String,
+    name: Option<String>,
+    file: PathBuf,
+    json: bool,
+) -> Result<i32> {
+    let name = name.or_else(|| file.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let up = Upload {
+        call_id: call,
+        direction,
+        duration,
+        content_type: None,
+        name,
+    };
+    let core = std::sync::Arc::new(open(settings)?);
+    let shown = file.display().to_string();
+    let rec = block_on(async move {
+        let f = tokio::fs::File::open(&file)
+            .await
+            .map_err(|e| invalid("file", format!("cannot read {shown}: {e}")))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024);
+        recordings::upload(core, Actor::cli(), up, stream).await
+    })?;
+    emit(
+        json,
+        &serde_json::to_value(&rec).unwrap_or_default(),
+        &format!(
+            "stored recording {} of call {} ({}, {} bytes, {} s, {}), encrypted for subject {}",
+            rec.id,
+            rec.call_id,
+            rec.content_type,
+            rec.size,
+            rec.duration,
+            rec.direction.as_str(),
+            rec.subject_id
+        ),
+    );
+    Ok(0)
 }
 
 pub(super) fn usage(settings: Settings, args: UsageArgs, json: bool) -> Result<i32> {

@@ -78,6 +78,15 @@ pub struct Global {
         default_value_t = 100 * 1024 * 1024
     )]
     pub max_media_bytes: u64,
+    /// Largest call recording that may be uploaded, in bytes (default 256 MiB: an
+    /// hour of 16 kHz 16-bit stereo WAV).
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_MAX_RECORDING_BYTES",
+        default_value_t = crate::config::DEFAULT_MAX_RECORDING_BYTES
+    )]
+    pub max_recording_bytes: u64,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -100,6 +109,7 @@ impl Global {
             policy_file: self.policy.clone(),
             default_region: self.default_region.clone(),
             max_media_bytes: self.max_media_bytes,
+            max_recording_bytes: self.max_recording_bytes,
             ..Settings::default()
         }
     }

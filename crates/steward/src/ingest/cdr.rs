@@ -164,6 +164,9 @@ pub struct RecordsReport {
     /// Always 0: a request with an invalid record is refused as a whole.
     pub rejected: u64,
     pub subjects_created: u64,
+    /// Each record's call id (32 hexadecimal digits), in the order sent, also
+    /// for duplicates: what a recording of the call is uploaded against.
+    pub ids: Vec<String>,
 }
 
 /// Where a file ingest is, for a progress display.
@@ -1146,6 +1149,11 @@ pub fn ingest_records(
     }
     let mut builder = Builder::new(core, actor, tenant_id);
     let batch = builder.build(parsed, Vec::new(), Format::Api, "api")?;
+    let ids = batch
+        .rows
+        .iter()
+        .map(|r| crate::recordings::call_id_text(&r.id))
+        .collect();
     let written = core.write(actor, |tx| write_batch_in(tx, batch))?;
     let (accepted, total) = (written.accepted, written.records);
     let created = builder.parties.created;
@@ -1169,6 +1177,7 @@ pub fn ingest_records(
         duplicate: total - accepted,
         rejected: 0,
         subjects_created: created,
+        ids,
     })
 }
 

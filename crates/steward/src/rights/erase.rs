@@ -229,9 +229,9 @@ fn erase_rows(
     for store in PERSONAL_STORES.iter().rev() {
         for col in store.subject_columns {
             let n = clear_rows(tx, store, col, subject_id, None)?;
-            let counts = match store.on_erase {
-                OnErase::Delete => &mut deleted,
+            let counts = match store.erase_action(col) {
                 OnErase::Pseudonymise => &mut pseudonymised,
+                _ => &mut deleted,
             };
             *counts.entry(store.name.to_owned()).or_default() += n;
         }
@@ -268,8 +268,9 @@ fn erase_rows(
 }
 
 /// Erases one subject's rows from one table store, as the registry says
-/// (`on_erase`): deletes them, or keeps them with the subject column and the
-/// columns sealed with that subject's key cleared. `column` is one of the
+/// (`on_erase`, resolved for `column` by `erase_action`): deletes them, or keeps
+/// them with the subject column and the columns sealed with that subject's key
+/// cleared. `column` is one of the
 /// store's subject columns; `only` limits the change to the rows with these
 /// values in the store's `key_column` (the retention job's expired rows).
 /// A store of files (`blob_column`) has its objects deleted after the commit
@@ -285,8 +286,8 @@ pub(crate) fn clear_rows(
     let owns_files = store
         .blob_column
         .filter(|_| store.subject_columns.first() == Some(&column));
-    let change = match store.on_erase {
-        OnErase::Delete => format!("DELETE FROM {}", store.name),
+    let change = match store.erase_action(column) {
+        OnErase::Delete | OnErase::DeleteWithOwner => format!("DELETE FROM {}", store.name),
         OnErase::Pseudonymise => {
             let mut sets = vec![format!("{column} = NULL")];
             sets.extend(
