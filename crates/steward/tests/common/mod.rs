@@ -89,6 +89,14 @@ impl Env {
     pub fn reopen(&self) -> Steward {
         Steward::open(self.settings.clone()).unwrap().0
     }
+
+    /// Re-opens the same stores with some settings changed (a size limit, a
+    /// policy file), as a restart with other flags would.
+    pub fn reopen_with(&self, change: impl FnOnce(&mut Settings)) -> Steward {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        Steward::open(settings).unwrap().0
+    }
 }
 
 impl Drop for Env {
