@@ -103,6 +103,14 @@ struct TenantB {
     enquiry_id: String,
     /// A credit check of B's subject, named by `{check_id}`.
     check_id: String,
+    /// A call of B's, named by `{call_id}`.
+    call_id: String,
+    /// A recording of that call, named by `{recording_id}` (its audio repeats
+    /// B's tenant id, so a leaked file is found by the scan).
+    recording_id: String,
+    /// Another recording of it, for the DELETE route (staff delete it; the
+    /// other routes still find theirs).
+    spare_recording_id: String,
 }
 
 impl TenantB {
@@ -188,6 +196,8 @@ fn substitute(path: &str, b: &TenantB) -> (String, bool) {
             "media_id" => b.media_id.clone(),
             "enquiry_id" => b.enquiry_id.clone(),
             "check_id" => b.check_id.clone(),
+            "call_id" => b.call_id.clone(),
+            "recording_id" => b.recording_id.clone(),
             other => panic!(
                 "route {path} has path parameter {{{other}}}, which tests/isolation.rs cannot \
                  fill in: add a substitution with tenant B's matching id to `substitute`, so that \
@@ -218,6 +228,13 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
         ("GET", "/api/v1/tenants/{tenant_id}/usage") => url.push_str("?month=2026-11"),
         ("GET", "/api/v1/usage-statistics/report") => {
             url.push_str("?from=2026-11-01&to=2026-11-30")
+        }
+        ("POST", "/api/v1/calls/{call_id}/recordings") => {
+            url.push_str("?direction=inbound&duration=10")
+        }
+        // Staff delete B's spare recording, so the GET routes keep theirs.
+        ("DELETE", "/api/v1/recordings/{recording_id}") => {
+            url = url.replace(&b.recording_id, &b.spare_recording_id)
         }
         _ => {}
     }
@@ -360,6 +377,13 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
             "reference": "ISO-1",
             "decision": "accept",
         })),
+        // A JSON body is not audio: staff get 415, which the upload answers only
+        // once it has found the call and checked the caller's role and scope.
+        ("POST", "/api/v1/calls/{call_id}/recordings") => {
+            staff = StaffExpect::Status(415);
+            Some(json!({}))
+        }
+        ("DELETE", "/api/v1/recordings/{recording_id}") => None,
         (m, p) => panic!(
             "route {m} {p} has no request builder in tests/isolation.rs: add one to \
              `request_for` that builds a valid request aimed at tenant B, so that tenant \
@@ -446,12 +470,18 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
     .unwrap()
     .id;
     steward::consent::record(&core, &cli, credit(steward::consent::Action::Grant)).unwrap();
+    let (call_id, recs) = tokio::task::block_in_place(|| {
+        common::seed_recordings(&core, &seeded.tenant.id, &seeded.tenant.id, 2)
+    });
     let b = TenantB {
         seeded,
         request_id,
         media_id: photo.id,
         enquiry_id,
         check_id,
+        call_id,
+        recording_id: recs[0].id.clone(),
+        spare_recording_id: recs[1].id.clone(),
     };
     let staff_op = provider_staff(&core, "staff-op", Role::Operator);
     let staff_dpo = provider_staff(&core, "staff-dpo", Role::Dpo);

@@ -12,6 +12,7 @@ use steward::accounts::{self, Account, NewUser};
 use steward::config::Settings;
 use steward::consent;
 use steward::media::{self, MediaItem, Upload};
+use steward::recordings::{self, Recording};
 use steward::tenants::{self, Tenant};
 use steward_store::testing::PgSchema;
 
@@ -221,6 +222,50 @@ pub fn seed_media(core: &Arc<Steward>, user: &Account, name: &str) -> (MediaItem
     ))
     .unwrap();
     (item, bytes)
+}
+
+/// A call in `tenant` (between two outside numbers, ingested through the API
+/// path) and `n` WAV recordings of it whose audio repeats `marker`, uploaded by
+/// the CLI. From synchronous test code. Returns the call id and the recordings.
+pub fn seed_recordings(
+    core: &Arc<Steward>,
+    tenant: &str,
+    marker: &str,
+    n: usize,
+) -> (String, Vec<Recording>) {
+    let start = steward::clock::now() - 600;
+    let record: steward::ingest::NewCallRecord = serde_json::from_value(json!({
+        "caller": "+44 7700 900321", "callee": "+44 1632 960321",
+        "start": start, "answer": start + 2, "end": start + 62,
+    }))
+    .unwrap();
+    let call = steward::ingest::ingest_records(core, &Actor::cli(), tenant, &[record], false)
+        .unwrap()
+        .ids
+        .remove(0);
+    let mut wav = b"RIFF\x24\x10\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x10\x00\x00".to_vec();
+    wav.extend(marker.bytes().cycle().take(4096));
+    let recs = (0..n)
+        .map(|_| {
+            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+                wav.clone(),
+            ))]);
+            steward::core::block_on(recordings::upload(
+                core.clone(),
+                Actor::cli(),
+                recordings::Upload {
+                    call_id: call.clone(),
+                    direction: "inbound".into(),
+                    duration: "60".into(),
+                    content_type: Some("audio/wav".into()),
+                    name: None,
+                },
+                body,
+            ))
+            .unwrap()
+        })
+        .collect();
+    (call, recs)
 }
 
 /// A running HTTP server on 127.0.0.1 with a random port.
