@@ -173,6 +173,7 @@ fn seed(core: &Arc<Steward>, tag: &str) -> People {
         .unwrap();
     }
     call_record(core, &tenant.id, &a, &b);
+    call_recording(core);
     // Every registered table store holds some of A's rows.
     let counts = rows_about(core, &a.subject_id);
     for store in PERSONAL_STORES.iter() {
@@ -188,6 +189,27 @@ fn seed(core: &Arc<Steward>, tag: &str) -> People {
         b,
         dpo,
     }
+}
+
+/// A recording of the call from A to B, made by B's side (outbound for B's
+/// tenant: B, the callee, owns it and its file; A is the other party).
+fn call_recording(core: &Arc<Steward>) {
+    let mut wav = b"RIFF\x24\x10\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x10\x00\x00".to_vec();
+    wav.extend(b"backup-recording ".iter().cycle().take(4096));
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(wav))]);
+    block_on(steward::recordings::upload(
+        core.clone(),
+        Actor::cli(),
+        steward::recordings::Upload {
+            call_id: "01".repeat(16),
+            direction: "outbound".into(),
+            duration: "55".into(),
+            content_type: Some("audio/wav".into()),
+            name: None,
+        },
+        body,
+    ))
+    .unwrap();
 }
 
 /// A call from A to B, each party's number sealed under their own key.
@@ -579,7 +601,7 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["backend"], "sqlite");
     assert_eq!(manifest["keys_included"], false);
-    assert_eq!(manifest["blobs"], 2);
+    assert_eq!(manifest["blobs"], 3, "two photos and B's call recording");
     assert_eq!(manifest["master_key_id"], json!(core.keys.master_id()));
     assert!(manifest["schema_version"].as_i64().unwrap() >= 2);
     let on_disk: Value =
@@ -628,7 +650,7 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     };
     let r = backup::restore(&other, &backup_dir, &Actor::cli()).unwrap();
     assert!(r.purged_subjects.is_empty(), "{r:?}");
-    assert_eq!(r.blobs_restored, 2);
+    assert_eq!(r.blobs_restored, 3);
     {
         let copy = Steward::open(other).unwrap().0;
         let v = audit::verify(&copy.db, &copy.keys).unwrap();
@@ -679,7 +701,7 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     let (code, r, err) = steward(&["backup", "restore", p(&backup_dir), "--data-dir", p(&data)]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(r["purged_subjects"], json!([people.a.subject_id]));
-    assert_eq!(r["blobs_restored"], 2);
+    assert_eq!(r["blobs_restored"], 3);
     assert_eq!(r["blobs_purged"], 1);
     assert_eq!(r["keys_without_data"], 0);
     assert_eq!(r["sessions_revoked"], 2, "{r}");
@@ -738,7 +760,7 @@ fn backup_erase_restore_on_postgres() {
     });
     assert_eq!(report.manifest.backend, "postgres");
     assert!(backup_dir.join("data").join("subjects.jsonl").exists());
-    assert_eq!(report.manifest.blobs, 2);
+    assert_eq!(report.manifest.blobs, 3);
     for f in files_under(&backup_dir) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.contains("key"), "{f:?}");
