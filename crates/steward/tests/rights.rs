@@ -208,7 +208,10 @@ fn scenario(env: &Env) -> String {
         "start": 1_793_491_300, "answer": 1_793_491_305, "end": 1_793_491_360,
     }))
     .unwrap();
-    steward::ingest::ingest_records(core, &admin, &t.tenant.id, &[call], false).unwrap();
+    let first_call = steward::ingest::ingest_records(core, &admin, &t.tenant.id, &[call], false)
+        .unwrap()
+        .ids
+        .remove(0);
 
     // A call from the subject's phone to someone outside: a record shared by two people.
     let call: steward::ingest::cdr::NewCallRecord = serde_json::from_value(serde_json::json!({
@@ -221,6 +224,27 @@ fn scenario(env: &Env) -> String {
 
     // A photo she keeps in the app (with her consent): a file in the blob store.
     let (photo, photo_bytes) = common::seed_media(core, &user, "rosalind-at-the-beach.jpg");
+
+    // A recording of her first call, stated inbound: she is the outside party, so
+    // it is hers (her key, her bundle, gone with her erasure).
+    let mut recording_bytes = b"RIFF\x24\x10\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x10\x00\x00".to_vec();
+    recording_bytes.extend(b"rosalind-recording ".iter().cycle().take(4096));
+    let recording = steward::core::block_on(steward::recordings::upload(
+        std::sync::Arc::clone(core),
+        Actor::cli(),
+        steward::recordings::Upload {
+            call_id: first_call,
+            direction: "inbound".into(),
+            duration: "55".into(),
+            content_type: Some("audio/wav".into()),
+            name: Some("rosalind-call.wav".into()),
+        },
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+            recording_bytes.clone(),
+        ))]),
+    ))
+    .unwrap();
+    assert_eq!(recording.subject_id, s);
 
     // Access request: the deadline is 10 working days on; nothing is released before verification.
     let req = rights::create(
@@ -284,6 +308,10 @@ fn scenario(env: &Env) -> String {
     assert_eq!(
         unzip_bytes(&out)[&format!("files/media/{}.jpg", photo.id)],
         photo_bytes
+    );
+    assert_eq!(
+        unzip_bytes(&out)[&format!("files/call_recordings/{}.wav", recording.id)],
+        recording_bytes
     );
     assert!(summary.missing_files.is_empty());
     for store in PERSONAL_STORES.iter() {
@@ -464,6 +492,8 @@ fn rights_on_sqlite() {
         "203.0.113.9",
         "photo-of-rosalind",
         "rosalind-at-the-beach",
+        "rosalind-recording",
+        "rosalind-call.wav",
     ] {
         let hits = common::files_containing(env.data_dir(), needle);
         assert!(hits.is_empty(), "{needle:?} in {hits:?}");
