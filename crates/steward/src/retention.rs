@@ -241,6 +241,20 @@ fn count_rows(c: &mut dyn Conn, store: &PersonalStore, column: &str, id: &str) -
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// For a store whose rows belong to their owner (`DeleteWithOwner`), read
+/// through another subject column: the owner's hold flags, so that rows the
+/// owner's own part deletes can be left to it. Elsewhere two NULLs. Returns the
+/// select list and the join.
+fn owner_flags(store: &PersonalStore, column: &str) -> (&'static str, String) {
+    match store.subject_columns.first() {
+        Some(owner) if store.on_erase == OnErase::DeleteWithOwner && *owner != column => (
+            "o.legal_hold, o.archive_exempt",
+            format!("LEFT JOIN subjects o ON o.id = t.{owner}"),
+        ),
+        _ => ("NULL, NULL", String::new()),
+    }
+}
+
 /// Judges one subject. Reads ids, times and flags only.
 fn assess(c: &mut dyn Conn, policy: &Policy, now: i64, s: &SubjectRow) -> Result<Verdict> {
     let identity = crate::registry::store(IDENTITY_STORE);
@@ -278,21 +292,33 @@ fn assess(c: &mut dyn Conn, policy: &Policy, now: i64, s: &SubjectRow) -> Result
                     // younger than that cannot have expired.
                     let rows = c.query(
                         &format!(
-                            "SELECT {key}, {time} FROM {table} WHERE {column} = $1 \
-                             AND {time} <= $2 ORDER BY {key}",
+                            "SELECT t.{key}, t.{time}, {owner_flags} FROM {table} t {join} \
+                             WHERE t.{column} = $1 AND t.{time} <= $2 ORDER BY t.{key}",
                             key = store.key_column,
                             table = store.name,
+                            owner_flags = owner_flags(store, column).0,
+                            join = owner_flags(store, column).1,
                         ),
                         params![s.id.as_str(), now.saturating_sub(86_400)],
                     )?;
                     let mut keys = Vec::new();
+                    let mut expired = 0u64;
                     for r in &rows {
                         if cat.retention.expires_at(r.i64(1)?) <= now {
-                            keys.push(r.values().first().cloned().unwrap_or(Value::Null));
+                            expired += 1;
+                            // A row its owner deletes in this same run (the owner
+                            // is not held) is left to them, so that the two
+                            // parties' parts of the plan do not overlap.
+                            let owner_deletes = matches!(
+                                (r.values().get(2), r.values().get(3)),
+                                (Some(Value::Int(0)), Some(Value::Int(0)))
+                            );
+                            if !owner_deletes {
+                                keys.push(r.values().first().cloned().unwrap_or(Value::Null));
+                            }
                         }
                     }
-                    if identity_expired && count_rows(c, store, column, &s.id)? > keys.len() as u64
-                    {
+                    if identity_expired && count_rows(c, store, column, &s.id)? > expired {
                         rest_expired = false;
                     }
                     if !keys.is_empty() {
