@@ -20,7 +20,9 @@
 //! * **Every access audited.** Each read (list, metadata, playback or download)
 //!   passes `processing::permit` for every party of the recording and writes one
 //!   `read` entry per party, with purpose `training_monitoring`; uploads and
-//!   deletions write `create` and `delete` entries the same way.
+//!   deletions write `create` and `delete` entries the same way. Entries name
+//!   the recording by its id only: a call id begins with the call's start time,
+//!   which is traffic data, and the audit log holds none.
 //! * **Upload** streams the audio (`files.rs`): WAV, MP3 or Opus (Ogg), its real
 //!   type read from its first bytes and checked against `Content-Type`, its size
 //!   checked as it arrives (`--max-recording-bytes`), encrypted under the owner's
@@ -445,10 +447,7 @@ where
                     &now.tenant_id,
                     &parties,
                     "create",
-                    serde_json::json!({
-                        "recording_id": id, "call_id": call_id_text(&checked.call_id),
-                        "size": stored.size, "duration": checked.duration,
-                    }),
+                    serde_json::json!({ "recording_id": id, "size": stored.size }),
                 )?;
                 Ok(Recording {
                     expires_at: expires_at(tx.core, now.recorded_at),
@@ -590,7 +589,7 @@ pub fn list(core: &Steward, actor: &Actor, call_id: &str) -> Result<Vec<Recordin
                 &tenant_id,
                 &parties,
                 "read",
-                serde_json::json!({ "call_id": call_id_text(&id), "recordings": ids }),
+                serde_json::json!({ "recordings": ids }),
             )?;
         }
         Ok(stored)
@@ -616,9 +615,7 @@ fn read_one(tx: &mut Tx<'_>, recording_id: &str, what: &str) -> Result<Stored> {
         &stored.rec.tenant_id,
         &parties,
         "read",
-        serde_json::json!({
-            "recording_id": recording_id, "call_id": stored.rec.call_id, "read": what,
-        }),
+        serde_json::json!({ "recording_id": recording_id, "read": what }),
     )?;
     Ok(stored)
 }
@@ -678,7 +675,7 @@ pub fn delete(core: &Steward, actor: &Actor, recording_id: &str) -> Result<()> {
             &stored.rec.tenant_id,
             &parties,
             "delete",
-            serde_json::json!({ "recording_id": recording_id, "call_id": stored.rec.call_id }),
+            serde_json::json!({ "recording_id": recording_id }),
         )
     })
 }

@@ -25,14 +25,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// `inbound` (someone called in) or `outbound` (a call made from the tenant);
     /// must agree with the call record when it says.
-    #[param(value_type = String, example = "inbound")]
+    #[param(value_type = String, required = true, example = "inbound")]
     pub direction: Option<String>,
     /// The recording's length in whole seconds; at most the call's duration (+1 s).
-    #[param(value_type = u64, example = 93)]
+    #[param(value_type = u64, required = true, example = 93)]
     pub duration: Option<String>,
     /// The recording's file name on the PBX (kept, encrypted).
     pub name: Option<String>,
