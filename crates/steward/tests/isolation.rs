@@ -175,6 +175,40 @@ fn operations(doc: &Value) -> Vec<Op> {
     ops
 }
 
+/// Every parameter the document declares `in: path` is a `{name}` of its path
+/// template and every `{name}` is declared; the others are in the query. (A
+/// query struct without `#[into_params(parameter_in = Query)]` is documented as
+/// path parameters, which clients generated from the document get wrong.)
+fn parameters_are_where_they_are_sent(doc: &Value) {
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in METHODS {
+            let Some(op) = item.get(m) else { continue };
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let declared_in_path: BTreeSet<String> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let in_template: BTreeSet<String> = path
+                .split('{')
+                .skip(1)
+                .filter_map(|s| s.split('}').next())
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(
+                declared_in_path, in_template,
+                "{m} {path}: the document's path parameters differ from the template's"
+            );
+            for p in &params {
+                assert!(
+                    p["in"] == "path" || p["in"] == "query",
+                    "{m} {path}: parameter {p} is neither in the path nor in the query"
+                );
+            }
+        }
+    }
+}
+
 /// Substitutes path parameters with B's ids; fails for a parameter this test
 /// does not know.
 fn substitute(path: &str, b: &TenantB) -> (String, bool) {
@@ -524,6 +558,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
     let (s, doc) = server.call("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(s, 200, "{doc}");
     let ops = operations(&doc);
+    parameters_are_where_they_are_sent(&doc);
     assert!(
         ops.len() >= 10,
         "suspiciously few operations in the OpenAPI document: {ops:?}"

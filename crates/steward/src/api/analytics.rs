@@ -85,6 +85,7 @@ async fn post_usage(
 }
 
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     /// First day, `YYYY-MM-DD` (UTC); default 29 days before `to`.

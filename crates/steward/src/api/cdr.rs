@@ -77,6 +77,7 @@ async fn post_cdrs(
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// `YYYY-MM` (UTC); default this month.

@@ -107,6 +107,7 @@ async fn post_enquiry(
 }
 
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only enquiries recorded before this one (its id), for the next page.
