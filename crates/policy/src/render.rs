@@ -25,12 +25,19 @@ pub fn notice_markdown(policy: &Policy) -> String {
     out
 }
 
-/// The privacy notice as one standalone HTML5 document: no external assets, no script.
-pub fn notice_html(policy: &Policy) -> String {
+/// The privacy notice's body as an HTML fragment (headings, paragraphs, tables;
+/// no style, no script), for embedding in a page that brings its own styles.
+pub fn notice_body_html(policy: &Policy) -> String {
     let mut body = String::new();
     for block in notice(policy) {
         block.write_html(&mut body);
     }
+    body
+}
+
+/// The privacy notice as one standalone HTML5 document: no external assets, no script.
+pub fn notice_html(policy: &Policy) -> String {
+    let body = notice_body_html(policy);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en-GB\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\

@@ -407,3 +407,55 @@ pub fn me(core: &Steward, actor: &Actor) -> Result<Account> {
     })?;
     account_from(core, &row.ok_or(Error::Unauthenticated)?)
 }
+
+/// Sets a new password for an account (a tenant-admin for its users, an
+/// operator in scope) and revokes the account's sessions, so whoever held the
+/// old password is logged out. Operator and DPO accounts only by provider staff:
+/// an employer must not take over a staff role by resetting its password.
+pub fn reset_password(
+    core: &Steward,
+    actor: &Actor,
+    account_id: &str,
+    new_password: &str,
+) -> Result<Account> {
+    actor.require_role(&[Role::TenantAdmin, Role::Operator], "reset passwords")?;
+    password::check_strength(new_password).map_err(|m| Error::invalid("password", m))?;
+    let row = core
+        .db
+        .read(|c| {
+            c.query_opt(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                params![account_id],
+            )
+        })?
+        .ok_or_else(|| Error::NotFound("account".into()))?;
+    actor.require_tenant(&row.text(2)?, "account")?;
+    let role = Role::parse(&row.text(4)?)?;
+    if matches!(role, Role::Operator | Role::Dpo) && !actor.provider_staff {
+        return Err(Error::Forbidden(format!(
+            "only the provider's staff may reset the password of {} accounts",
+            role.as_str()
+        )));
+    }
+    let hash = password::hash(new_password).map_err(|e| Error::Internal(e.to_string()))?;
+    core.write(actor, |tx| {
+        tx.conn.execute(
+            "UPDATE accounts SET password_hash = $1 WHERE id = $2",
+            params![hash.as_str(), account_id],
+        )?;
+        tx.conn.execute(
+            "UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+            params![tx.at, account_id],
+        )?;
+        tx.audit(Event {
+            tenant_id: Some(row.text(2)?),
+            subject_id: Some(row.text(1)?),
+            action: "account.password_reset".into(),
+            category: Some("account_credentials".into()),
+            purpose: Some("security".into()),
+            detail: serde_json::json!({ "account_id": account_id }),
+            ..Event::default()
+        })?;
+        account_from(tx.core, &row)
+    })
+}

@@ -281,3 +281,51 @@ pub fn verify(db: &Db, keys: &KeyStore) -> Result<Verification> {
         problem: None,
     })
 }
+
+/// Recent entries for the DPO: newest first, at most `limit`. A tenant's DPO
+/// sees that tenant's entries; the provider's DPO sees all.
+pub fn recent(db: &Db, actor: &crate::access::Actor, limit: i64) -> Result<Vec<Entry>> {
+    let tenant = dpo_scope(actor, "read the audit log")?;
+    let rows = db.read(|c| match tenant.as_deref() {
+        Some(t) => c.query(
+            &format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2"
+            ),
+            params![t, limit],
+        ),
+        None => c.query(
+            &format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT $1"),
+            params![limit],
+        ),
+    })?;
+    rows.iter().map(|r| entry_from(r).map(|e| e.0)).collect()
+}
+
+/// [`list`] for an actor: DPOs only; a tenant's DPO sees that tenant's entries.
+pub fn list_for(
+    db: &Db,
+    actor: &crate::access::Actor,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Entry>> {
+    let tenant = dpo_scope(actor, "read the audit log")?;
+    list(db, after, limit, tenant.as_deref())
+}
+
+/// [`verify`] for an actor: the provider's DPO only, since the chain spans
+/// every tenant.
+pub fn verify_for(db: &Db, keys: &KeyStore, actor: &crate::access::Actor) -> Result<Verification> {
+    actor.require_role(&[crate::access::Role::Dpo], "verify the audit log")?;
+    actor.require_provider_staff("verify the whole audit log")?;
+    verify(db, keys)
+}
+
+/// The tenant a DPO's audit view is limited to (`None`: all, for provider staff).
+fn dpo_scope(actor: &crate::access::Actor, what: &str) -> Result<Option<String>> {
+    actor.require_role(&[crate::access::Role::Dpo], what)?;
+    Ok(if actor.provider_staff {
+        None
+    } else {
+        actor.tenant_id.clone()
+    })
+}

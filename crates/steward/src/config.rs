@@ -35,6 +35,13 @@ pub struct Settings {
     pub max_media_bytes: u64,
     /// Largest call recording that may be uploaded, in bytes.
     pub max_recording_bytes: u64,
+    /// Mark the console's session cookie `Secure` on every response, for a server
+    /// behind a TLS-terminating proxy. Without it the cookie is `Secure` only when
+    /// the request says it came over TLS (`X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+    /// Days a produced access bundle stays downloadable (the subject's copy in the
+    /// blob store); then it is deleted.
+    pub bundle_keep_days: i64,
 }
 
 /// The default recording limit: 256 MiB, an hour of 16 kHz 16-bit stereo WAV
@@ -56,6 +63,8 @@ impl Default for Settings {
             session_ttl_secs: 12 * 3600,
             max_media_bytes: 100 * 1024 * 1024,
             max_recording_bytes: DEFAULT_MAX_RECORDING_BYTES,
+            secure_cookies: false,
+            bundle_keep_days: 30,
         }
     }
 }
@@ -83,6 +92,8 @@ impl std::fmt::Debug for Settings {
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("max_media_bytes", &self.max_media_bytes)
             .field("max_recording_bytes", &self.max_recording_bytes)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("bundle_keep_days", &self.bundle_keep_days)
             .finish()
     }
 }

@@ -530,3 +530,15 @@ pub fn overview(
         .collect();
     Ok((states, history))
 }
+
+/// Whether the portal offers a subject of `kind` a switch for a use of
+/// `category`: every use, except those of categories about website visitors
+/// only (cookie analytics), which are answered on the website's banner.
+pub fn offered_to(core: &Steward, kind: crate::subjects::SubjectKind, category: &str) -> bool {
+    use steward_policy::SubjectKind as P;
+    let Some(c) = core.policy.category(category) else {
+        return false;
+    };
+    let visitors_only = !c.subjects.is_empty() && c.subjects.iter().all(|s| *s == P::Visitor);
+    !visitors_only || kind == crate::subjects::SubjectKind::Visitor
+}

@@ -19,6 +19,7 @@ pub mod config;
 pub mod consent;
 pub mod core;
 pub mod crm;
+pub mod dashboard;
 pub mod error;
 pub mod files;
 pub mod ingest;
@@ -32,6 +33,7 @@ pub mod rights;
 pub mod schema;
 pub mod subjects;
 pub mod tenants;
+pub mod web;
 
 pub use crate::core::Steward;
 pub use crate::error::{Error, Result};

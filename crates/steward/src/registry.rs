@@ -236,6 +236,22 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         description: "credit checks made with the subject's single-use permission: the agency, \
                       what was sent to it, its reference, decision, score and notes",
     },
+    PersonalStore {
+        name: "access_bundles",
+        category: "rights_requests",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[],
+        time_column: Some("created_at"),
+        key_column: "request_id",
+        // The file is a copy of what the other stores hold, so a later bundle
+        // does not include it again (no blob_column). Erasure deletes these rows
+        // and the subject's whole blob prefix; after `bundle_keep_days` the
+        // retention run deletes both (`rights::export::purge_expired_bundles`).
+        blob_column: None,
+        on_erase: OnErase::Delete,
+        description: "the subject's copy of the access bundle they asked for (encrypted under \
+                      their key in the blob store), kept to download from the portal",
+    },
 ];
 
 /// Tables that hold no personal data, and why.

@@ -595,6 +595,14 @@ pub fn run_with(
             }
         }
     }
+    // Copies of access bundles past their download period go with the run.
+    let bundles_purged = match crate::rights::export::purge_expired_bundles(core, now) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "retention: purging expired bundles failed");
+            0
+        }
+    };
     if trimmed_any {
         // Leave no erased page in SQLite's write-ahead log (erase_subject does the
         // same after each whole-subject erasure).
@@ -618,6 +626,7 @@ pub fn run_with(
         "changed": changed,
         "failed": failed.len(),
         "interrupted": interrupted,
+        "bundles_purged": bundles_purged,
     });
     let audit_seq = core.write(&actor, |tx| {
         tx.audit(Event {
@@ -834,6 +843,21 @@ pub fn holds(core: &Steward, actor: &Actor) -> Result<Vec<HoldState>> {
             })
         })
         .collect()
+}
+
+/// [`plan`] for the console: the provider's operators and DPOs (the plan spans
+/// every tenant).
+pub fn plan_for(core: &Steward, actor: &Actor, now: i64) -> Result<RetentionPlan> {
+    actor.require_role(&[Role::Operator, Role::Dpo], "see the retention plan")?;
+    actor.require_provider_staff("see the retention plan")?;
+    plan(core, now)
+}
+
+/// [`run`] started by a person (the console's run button): the provider's DPO
+/// only. The `retention.run` entry names the account as the trigger.
+pub fn run_by(core: &Steward, actor: &Actor, now: i64) -> Result<RetentionReport> {
+    require_staff_dpo(actor, "run retention")?;
+    run_with(core, now, &actor.audit_id, &AtomicBool::new(false))
 }
 
 /// Parses a scheduler interval: `0` (disabled), seconds (`3600`), or a number

@@ -414,6 +414,25 @@ CREATE TABLE credit_checks (
 CREATE INDEX credit_checks_subject ON credit_checks (subject_id, created_at);
 "#,
     },
+    Migration {
+        version: 60,
+        name: "access_bundles",
+        sql: r#"
+-- The subject's copy of a produced access bundle, to download from the portal:
+-- the bytes are in the blob store under `blob_key`, encrypted under the
+-- subject's data key. Deleted after `bundle_keep_days`, and with the subject.
+CREATE TABLE access_bundles (
+    request_id TEXT PRIMARY KEY REFERENCES requests (id),
+    tenant_id TEXT NOT NULL,
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    blob_key TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX access_bundles_subject ON access_bundles (subject_id);
+CREATE INDEX access_bundles_created ON access_bundles (created_at);
+"#,
+    },
 ];
 
 /// The key store's schema: a separate database, so that backups and replicas of

@@ -260,3 +260,222 @@ pub fn touch(tx: &mut Tx<'_>, subject_id: &str) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// How a console search found a subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    Email,
+    Phone,
+    Username,
+}
+
+impl MatchedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::Email => "email",
+            MatchedBy::Phone => "phone",
+            MatchedBy::Username => "username",
+        }
+    }
+}
+
+/// A search result: ids only (reading the record is a separate, audited step).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Hit {
+    pub subject_id: String,
+    pub tenant_id: String,
+    pub kind: SubjectKind,
+    pub matched_by: MatchedBy,
+}
+
+/// Staff search by email, phone number or username, through the blind indexes,
+/// in every tenant the caller sees. What the text is decides the index: an `@`
+/// makes it an email, digits (with `+`, spaces, dashes, brackets) a phone
+/// number, anything else a username. Audited as one `search` entry.
+pub fn search(core: &Steward, actor: &Actor, text: &str) -> Result<Vec<Hit>> {
+    actor.require_role(
+        &[crate::access::Role::Operator, crate::access::Role::Dpo],
+        "search for subjects",
+    )?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid(
+            "q",
+            "type an email address, a phone number or a username",
+        ));
+    }
+    let phone_like = text
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        && text.chars().any(|c| c.is_ascii_digit());
+    let (by, idx) = if text.contains('@') {
+        let e = normalize::email(text).map_err(|e| Error::invalid("q", e.to_string()))?;
+        (
+            MatchedBy::Email,
+            core.keys.blind_index(IdentifierKind::Email, &e),
+        )
+    } else if phone_like {
+        let p = normalize::phone(text, &core.settings.default_region)
+            .map_err(|e| Error::invalid("q", e.to_string()))?;
+        (
+            MatchedBy::Phone,
+            core.keys.blind_index(IdentifierKind::Phone, &p),
+        )
+    } else {
+        let u = normalize::username(text).map_err(|e| Error::invalid("q", e.to_string()))?;
+        (
+            MatchedBy::Username,
+            core.keys.blind_index(IdentifierKind::Username, &u),
+        )
+    };
+    let sql = match by {
+        MatchedBy::Email => "SELECT id, tenant_id, kind FROM subjects WHERE email_idx = $1",
+        MatchedBy::Phone => "SELECT id, tenant_id, kind FROM subjects WHERE phone_idx = $1",
+        MatchedBy::Username => {
+            "SELECT s.id, s.tenant_id, s.kind FROM accounts a JOIN subjects s \
+             ON s.id = a.subject_id WHERE a.username_idx = $1"
+        }
+    };
+    core.write(actor, |tx| {
+        let rows = tx
+            .conn
+            .query(&format!("{sql} ORDER BY 1"), params![idx.clone()])?;
+        let mut hits = Vec::new();
+        for r in &rows {
+            let tenant_id = r.text(1)?;
+            if !actor.sees_tenant(&tenant_id) {
+                continue;
+            }
+            hits.push(Hit {
+                subject_id: r.text(0)?,
+                tenant_id,
+                kind: SubjectKind::parse(&r.text(2)?)?,
+                matched_by: by,
+            });
+        }
+        tx.audit(Event {
+            tenant_id: if actor.provider_staff {
+                None
+            } else {
+                actor.tenant_id.clone()
+            },
+            action: "search".into(),
+            category: Some("contact_details".into()),
+            detail: serde_json::json!({ "by": by.as_str(), "matches": hits.len() }),
+            ..Event::default()
+        })?;
+        Ok(hits)
+    })
+}
+
+/// One policy category Steward holds data of about a subject, with why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Holding {
+    pub category: String,
+    pub name: String,
+    pub description: String,
+    /// Records held (rows across the category's stores).
+    pub records: u64,
+    /// Purpose names, each with its lawful basis.
+    pub purposes: Vec<(String, String)>,
+    pub retention: String,
+    pub retention_starts: String,
+    pub source: String,
+}
+
+/// What Steward holds about a subject, category by category, counted over every
+/// table store of the registry, with the policy's purposes, lawful bases and
+/// retention. For the subject themself and for staff in scope (audited).
+pub fn holdings(core: &Steward, actor: &Actor, subject_id: &str) -> Result<Vec<Holding>> {
+    use std::collections::BTreeMap;
+
+    use crate::registry::PERSONAL_STORES;
+    let tenant = tenant_of_subject(core, subject_id)?;
+    actor.require_subject(&tenant, subject_id)?;
+    let own = actor.is_self(subject_id);
+    if !own {
+        actor.require_role(
+            &[crate::access::Role::Operator, crate::access::Role::Dpo],
+            "see what is held about someone",
+        )?;
+    }
+    let counts = core.db.read(|c| {
+        let mut by: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for store in PERSONAL_STORES {
+            let cond: Vec<String> = store
+                .subject_columns
+                .iter()
+                .map(|col| format!("{col} = $1"))
+                .collect();
+            let n = c
+                .query_opt(
+                    &format!(
+                        "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {}",
+                        store.name,
+                        cond.join(" OR ")
+                    ),
+                    params![subject_id],
+                )?
+                .map(|r| r.i64(0))
+                .transpose()?
+                .unwrap_or(0);
+            *by.entry(store.category).or_default() += n.max(0) as u64;
+        }
+        Ok(by)
+    })?;
+    if !own {
+        core.write(actor, |tx| {
+            tx.audit(Event {
+                tenant_id: Some(tenant.clone()),
+                subject_id: Some(subject_id.to_owned()),
+                action: "read".into(),
+                purpose: Some("accountability".into()),
+                detail: serde_json::json!({ "view": "holdings" }),
+                ..Event::default()
+            })
+        })?;
+    }
+    let policy = &core.policy;
+    Ok(counts
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .filter_map(|(id, n)| policy.category(id).map(|c| (id, n, c)))
+        .map(|(id, records, c)| Holding {
+            category: id.to_owned(),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            records,
+            purposes: c
+                .purposes
+                .iter()
+                .map(|p| {
+                    (
+                        policy
+                            .purpose(p)
+                            .map(|x| x.name.clone())
+                            .unwrap_or_else(|| p.clone()),
+                        c.basis_for(p).unwrap_or(c.lawful_basis).label().to_owned(),
+                    )
+                })
+                .collect(),
+            retention: c.retention.to_string(),
+            retention_starts: c.retention_starts.label().to_owned(),
+            source: c.source.clone(),
+        })
+        .collect())
+}
+
+/// [`tenant_of`] on a read snapshot.
+pub fn tenant_of_subject(core: &Steward, subject_id: &str) -> Result<String> {
+    core.db
+        .read(|c| {
+            c.query_opt(
+                "SELECT tenant_id FROM subjects WHERE id = $1",
+                params![subject_id],
+            )
+        })?
+        .ok_or_else(|| Error::NotFound("subject".into()))?
+        .text(0)
+        .map_err(Into::into)
+}

@@ -137,6 +137,23 @@ fn seed(core: &Arc<Steward>, tag: &str) -> People {
         )
         .unwrap();
         common::seed_media(core, acc, &format!("{}-photo.jpg", acc.username));
+        // A produced portability bundle: the subject's stored copy (access_bundles).
+        let copy = rights::create(
+            core,
+            &dpo,
+            NewRequest {
+                subject: SubjectRef::Id(acc.subject_id.clone()),
+                kind: Kind::Portability,
+                channel: RequestChannel::Portal,
+                received_on: today(),
+                region: None,
+                details: None,
+            },
+        )
+        .unwrap();
+        rights::verify(core, &dpo, &copy.id, "portal session").unwrap();
+        let out = tempfile::NamedTempFile::new().unwrap();
+        rights::export::for_request(core, &dpo, &copy.id, out.path()).unwrap();
     }
     // An enquiry, a credit check (using the permission above) and a "no further
     // contact" entry each: the CRM stores.
@@ -601,7 +618,8 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["backend"], "sqlite");
     assert_eq!(manifest["keys_included"], false);
-    assert_eq!(manifest["blobs"], 3, "two photos and B's call recording");
+    // Two photos, B's call recording and a stored access bundle each.
+    assert_eq!(manifest["blobs"], 5);
     assert_eq!(manifest["master_key_id"], json!(core.keys.master_id()));
     assert!(manifest["schema_version"].as_i64().unwrap() >= 2);
     let on_disk: Value =
@@ -650,7 +668,7 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     };
     let r = backup::restore(&other, &backup_dir, &Actor::cli()).unwrap();
     assert!(r.purged_subjects.is_empty(), "{r:?}");
-    assert_eq!(r.blobs_restored, 3);
+    assert_eq!(r.blobs_restored, 5);
     {
         let copy = Steward::open(other).unwrap().0;
         let v = audit::verify(&copy.db, &copy.keys).unwrap();
@@ -701,8 +719,9 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     let (code, r, err) = steward(&["backup", "restore", p(&backup_dir), "--data-dir", p(&data)]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(r["purged_subjects"], json!([people.a.subject_id]));
-    assert_eq!(r["blobs_restored"], 3);
-    assert_eq!(r["blobs_purged"], 1);
+    // A's photo and bundle are purged with A.
+    assert_eq!(r["blobs_restored"], 5);
+    assert_eq!(r["blobs_purged"], 2);
     assert_eq!(r["keys_without_data"], 0);
     assert_eq!(r["sessions_revoked"], 2, "{r}");
     assert_eq!(r["purged_rows"]["subjects"], json!(1), "{r}");
@@ -760,7 +779,8 @@ fn backup_erase_restore_on_postgres() {
     });
     assert_eq!(report.manifest.backend, "postgres");
     assert!(backup_dir.join("data").join("subjects.jsonl").exists());
-    assert_eq!(report.manifest.blobs, 3);
+    // Two photos, B's call recording and a stored access bundle each.
+    assert_eq!(report.manifest.blobs, 5);
     for f in files_under(&backup_dir) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.contains("key"), "{f:?}");

@@ -245,6 +245,16 @@ fn scenario(env: &Env) -> String {
     ))
     .unwrap();
     assert_eq!(recording.subject_id, s);
+    // An earlier portability request, answered: its bundle is kept for her to
+    // download (the access_bundles store).
+    let earlier = rights::create(
+        core,
+        &dpo,
+        request(Kind::Portability, SubjectRef::Id(s.clone())),
+    )
+    .unwrap();
+    rights::verify(core, &dpo, &earlier.id, "portal session").unwrap();
+    export::for_request(core, &dpo, &earlier.id, &env.dir.path().join("earlier.zip")).unwrap();
 
     // Access request: the deadline is 10 working days on; nothing is released before verification.
     let req = rights::create(

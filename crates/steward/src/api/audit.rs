@@ -8,7 +8,6 @@ use utoipa_axum::routes;
 
 use super::extract::ApiQuery;
 use super::{ApiResult, AppState, Authed, ErrorBody, blocking};
-use crate::access::Role;
 use crate::audit::{self, Entry, Verification};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -37,14 +36,8 @@ async fn list_entries(
     ApiQuery(p): ApiQuery<Page>,
 ) -> ApiResult<Json<Vec<Entry>>> {
     blocking(&s, move |core| {
-        a.require_role(&[Role::Dpo], "read the audit log")?;
         let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-        let tenant = if a.provider_staff {
-            None
-        } else {
-            a.tenant_id.clone()
-        };
-        audit::list(&core.db, p.after.unwrap_or(0), limit, tenant.as_deref())
+        audit::list_for(&core.db, &a, p.after.unwrap_or(0), limit)
     })
     .await
     .map(Json)
@@ -57,11 +50,7 @@ async fn verify_chain(
     State(s): State<AppState>,
     Authed(a): Authed,
 ) -> ApiResult<Json<Verification>> {
-    blocking(&s, move |core| {
-        a.require_role(&[Role::Dpo], "verify the audit log")?;
-        a.require_provider_staff("verify the whole audit log")?;
-        audit::verify(&core.db, &core.keys)
-    })
-    .await
-    .map(Json)
+    blocking(&s, move |core| audit::verify_for(&core.db, &core.keys, &a))
+        .await
+        .map(Json)
 }

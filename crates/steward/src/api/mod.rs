@@ -45,7 +45,7 @@ pub struct AppState {
     pub core: Arc<Steward>,
     /// Caps concurrent argon2 verifications (each costs ~20 ms of one core), so
     /// a burst of logins cannot starve every other request.
-    login_gate: Arc<Semaphore>,
+    pub(crate) login_gate: Arc<Semaphore>,
     metrics: PrometheusHandle,
     openapi: Arc<OpenApi>,
 }
@@ -215,6 +215,7 @@ pub fn app(core: Arc<Steward>) -> Router {
         openapi: Arc::new(openapi),
     };
     api.merge(system::routes())
+        .merge(crate::web::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route", None)
         })

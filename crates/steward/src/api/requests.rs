@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rectify_request))
         .routes(routes!(complete_request))
         .routes(routes!(export_request))
+        .routes(routes!(download_bundle))
         .routes(routes!(erase_request))
 }
 
@@ -285,4 +286,30 @@ async fn erase_request(
     blocking(&s, move |core| erase::for_request(core, &a, &id))
         .await
         .map(Json)
+}
+
+/// Download the stored bundle of a fulfilled access or portability request: the
+/// subject themself, or staff in scope, until it expires (`bundle_keep_days`).
+#[utoipa::path(get, path = "/requests/{request_id}/bundle", tag = "requests", security(("bearer" = [])),
+    params(("request_id" = String, Path)),
+    responses((status = 200, content_type = "application/zip", description = "the bundle"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn download_bundle(
+    State(s): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Response> {
+    let name = format!("steward-bundle-{id}.zip");
+    let file = blocking(&s, move |core| rights::export::open_bundle(core, &a, &id)).await?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut resp = Body::from_stream(stream).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/zip"),
+    );
+    if let Ok(v) = format!("attachment; filename=\"{name}\"").parse() {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
 }

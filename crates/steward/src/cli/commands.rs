@@ -28,7 +28,16 @@ pub(super) fn run(cli: Cli) -> Result<i32> {
             listen,
             log_format,
             retention_interval,
-        } => serve(settings, &listen, &log_format, &retention_interval),
+            secure_cookies,
+        } => serve(
+            Settings {
+                secure_cookies,
+                ..settings
+            },
+            &listen,
+            &log_format,
+            &retention_interval,
+        ),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file, json),
         Command::Policy(PolicyCommand::Render { out }) => policy_render(&settings, &out, json),
         Command::Admin(cmd) => {
@@ -142,6 +151,7 @@ fn serve(
             core.keys.describe(),
             core.blobs.describe()
         );
+        eprintln!("steward: console at http://{local}/console");
         tracing::info!(%local, "listening");
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let retention = retention_every.map(|every| {

@@ -87,6 +87,15 @@ pub struct Global {
         default_value_t = crate::config::DEFAULT_MAX_RECORDING_BYTES
     )]
     pub max_recording_bytes: u64,
+    /// Days a produced access bundle stays downloadable from the portal (1 to 3650).
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_BUNDLE_KEEP_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(i64).range(1..=3650)
+    )]
+    pub bundle_keep_days: i64,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -110,6 +119,7 @@ impl Global {
             default_region: self.default_region.clone(),
             max_media_bytes: self.max_media_bytes,
             max_recording_bytes: self.max_recording_bytes,
+            bundle_keep_days: self.bundle_keep_days,
             ..Settings::default()
         }
     }
@@ -128,6 +138,10 @@ pub enum Command {
         /// 0 disables it. See docs/RETENTION.md.
         #[arg(long, env = "STEWARD_RETENTION_INTERVAL", default_value = crate::retention::DEFAULT_INTERVAL)]
         retention_interval: String,
+        /// Mark the console's session cookie Secure (and __Host-) on every
+        /// response: set it when a TLS-terminating proxy sits in front.
+        #[arg(long, env = "STEWARD_SECURE_COOKIES")]
+        secure_cookies: bool,
     },
     /// Tenants and users.
     #[command(subcommand)]

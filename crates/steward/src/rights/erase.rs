@@ -193,7 +193,7 @@ fn erase_inner(
     }))
 }
 
-type Counts = BTreeMap<String, u64>;
+pub(crate) type Counts = BTreeMap<String, u64>;
 
 fn erase_rows(
     tx: &mut Tx<'_>,
@@ -366,7 +366,7 @@ pub fn tombstone_for(
     row.map(|r| Ok((r.text(0)?, r.i64(1)?))).transpose()
 }
 
-fn confirmation(
+pub(crate) fn confirmation(
     core: &Steward,
     tombstone_id: &str,
     at: i64,

@@ -69,13 +69,29 @@ pub fn for_request(
     };
     std::fs::rename(&partial, out)
         .map_err(|e| Error::invalid("out", format!("cannot write {}: {e}", out.display())))?;
+    // The subject's copy, to download from the portal until it expires.
+    let stored = store_bundle(core, &req, out)?;
     core.write(actor, |tx| {
+        if let (Some((blob_key, size)), Some(subject)) = (&stored, &req.subject_id) {
+            tx.conn.execute(
+                "INSERT INTO access_bundles (request_id, tenant_id, subject_id, blob_key, size, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                params![
+                    request_id,
+                    req.tenant_id.as_str(),
+                    subject.as_str(),
+                    blob_key.as_str(),
+                    *size as i64,
+                    tx.at
+                ],
+            )?;
+        }
         set_state(tx, request_id, State::Fulfilled)?;
         log_event(
             tx,
             request_id,
             "exported",
-            json!({ "counts": summary.counts }),
+            json!({ "counts": summary.counts, "stored": stored.is_some() }),
         )?;
         audit_request(
             tx,
@@ -430,19 +446,33 @@ fn write_files<W: Write + Seek>(
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct Disclosure {
-    recipient: String,
-    name: Option<String>,
-    country: Option<String>,
-    safeguard: Option<String>,
-    category: Option<String>,
-    purpose: Option<String>,
-    times: u64,
-    last_at: String,
+pub struct Disclosure {
+    pub recipient: String,
+    pub name: Option<String>,
+    pub country: Option<String>,
+    pub safeguard: Option<String>,
+    pub category: Option<String>,
+    pub purpose: Option<String>,
+    pub times: u64,
+    pub last_at: String,
 }
 
 /// (recipient, category, purpose): one line of the disclosure list.
 type DisclosureKey = (String, Option<String>, Option<String>);
+
+/// Who a subject's data was disclosed to (from the audit log), for the subject
+/// themself and for staff in scope.
+pub fn disclosures_for(core: &Steward, actor: &Actor, subject_id: &str) -> Result<Vec<Disclosure>> {
+    let tenant = crate::subjects::tenant_of_subject(core, subject_id)?;
+    actor.require_subject(&tenant, subject_id)?;
+    if !actor.is_self(subject_id) {
+        actor.require_role(
+            &[crate::access::Role::Dpo, crate::access::Role::Operator],
+            "see someone's disclosures",
+        )?;
+    }
+    disclosures(core, subject_id)
+}
 
 /// Recipients the subject's data was actually disclosed to, from the audit log.
 fn disclosures(core: &Steward, subject: &str) -> Result<Vec<Disclosure>> {
@@ -582,4 +612,158 @@ fn manifest(core: &Steward, req: &Request, s: &BundleSummary) -> Json {
         "files": s.files,
         "missing_files": s.missing_files,
     })
+}
+
+/// Where the subject's copy of a request's bundle is kept: under the subject's
+/// blob prefix (the registry's `bundles` store), so erasure deletes it.
+pub fn bundle_key(tenant_id: &str, subject_id: &str, request_id: &str) -> String {
+    format!("tenant/{tenant_id}/subject/{subject_id}/bundles/{request_id}.zip")
+}
+
+/// Encrypts the finished bundle under the subject's data key (streaming, AAD =
+/// the blob key) and puts it in the blob store. Returns the blob key and size,
+/// or `None` for a request answered from a tombstone (no subject, key or
+/// portal). The `access_bundles` row is written with the request's fulfilment.
+fn store_bundle(core: &Steward, req: &Request, zip_path: &Path) -> Result<Option<(String, u64)>> {
+    let Some(subject) = &req.subject_id else {
+        return Ok(None);
+    };
+    let key = core.subject_key(subject)?;
+    let blob_key = bundle_key(&req.tenant_id, subject, &req.id);
+    let io = |e: std::io::Error| Error::Internal(format!("storing the bundle: {e}"));
+    let plain = std::fs::File::open(zip_path).map_err(io)?;
+    let mut sealed = tempfile::tempfile().map_err(io)?;
+    steward_crypto::stream::encrypt_reader_to_writer(
+        &key,
+        blob_key.as_bytes(),
+        std::io::BufReader::new(plain),
+        std::io::BufWriter::new(&mut sealed),
+    )
+    .map_err(io)?;
+    sealed.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(sealed));
+    let size = crate::core::block_on(core.blobs.put_stream(&blob_key, stream))?;
+    Ok(Some((blob_key, size)))
+}
+
+/// When a request's stored bundle was produced, if one is kept.
+fn produced_at(core: &Steward, request_id: &str) -> Result<Option<i64>> {
+    Ok(core
+        .db
+        .read(|c| {
+            c.query_opt(
+                "SELECT created_at FROM access_bundles WHERE request_id = $1",
+                params![request_id],
+            )
+        })?
+        .map(|r| r.i64(0))
+        .transpose()?)
+}
+
+/// Whether a request's bundle can be downloaded, and until when (Unix seconds).
+pub fn bundle_available_until(core: &Steward, req: &Request) -> Result<Option<i64>> {
+    if !matches!(req.kind, Kind::Access | Kind::Portability)
+        || req.state != State::Fulfilled
+        || req.subject_id.is_none()
+    {
+        return Ok(None);
+    }
+    let Some(at) = produced_at(core, &req.id)? else {
+        return Ok(None);
+    };
+    let until = at + core.settings.bundle_keep_days * 86_400;
+    Ok((until > now()).then_some(until))
+}
+
+/// The bundle of a fulfilled access or portability request, decrypted into a
+/// temporary file (deleted when the handle closes), for the subject themself or
+/// staff in scope. Each download is audited and on the request's timeline.
+/// After `bundle_keep_days` the copy is deleted and the answer is 404.
+pub fn open_bundle(core: &Steward, actor: &Actor, request_id: &str) -> Result<std::fs::File> {
+    let req = super::get(core, actor, request_id)?;
+    let own = req.subject_id.as_deref().is_some_and(|s| actor.is_self(s));
+    if !own {
+        actor.require_role(
+            &[crate::access::Role::Dpo, crate::access::Role::Operator],
+            "download someone's data",
+        )?;
+    }
+    let (Some(subject), Some(at)) = (req.subject_id.clone(), produced_at(core, request_id)?) else {
+        return Err(Error::NotFound(
+            "bundle (it has not been produced yet)".into(),
+        ));
+    };
+    let blob_key = bundle_key(&req.tenant_id, &subject, request_id);
+    if bundle_available_until(core, &req)?.is_none() {
+        if at + core.settings.bundle_keep_days * 86_400 <= now() {
+            purge_bundle(core, request_id, &blob_key)?;
+        }
+        return Err(Error::NotFound(
+            "bundle (the copy has expired: ask for a new one)".into(),
+        ));
+    }
+    let key = core.subject_key(&subject)?;
+    let io = |e: std::io::Error| Error::Internal(format!("reading the bundle: {e}"));
+    if crate::core::block_on(core.blobs.size(&blob_key))?.is_none() {
+        return Err(Error::NotFound("bundle".into()));
+    }
+    let mut sealed = crate::core::block_on(async {
+        use futures_util::StreamExt;
+        let mut stream = core.blobs.get_stream(&blob_key).await?;
+        let mut file = tempfile::tempfile().map_err(io)?;
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk?).map_err(io)?;
+        }
+        Ok::<_, Error>(file)
+    })?;
+    sealed.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    let mut plain = tempfile::tempfile().map_err(io)?;
+    steward_crypto::stream::decrypt_reader_to_writer(
+        &key,
+        blob_key.as_bytes(),
+        std::io::BufReader::new(sealed),
+        std::io::BufWriter::new(&mut plain),
+    )
+    .map_err(|e| Error::Keys(format!("the stored bundle does not decrypt: {e}")))?;
+    plain.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    core.write(actor, |tx| {
+        log_event(tx, request_id, "downloaded", json!({ "by_subject": own }))?;
+        audit_request(
+            tx,
+            &req,
+            "request.download",
+            json!({ "request_id": request_id, "by_subject": own }),
+        )
+    })?;
+    Ok(plain)
+}
+
+/// Deletes one stored bundle: its row, then its object (a failure in between
+/// leaves an object that erasure's prefix deletion, or the key's destruction,
+/// deals with).
+fn purge_bundle(core: &Steward, request_id: &str, blob_key: &str) -> Result<()> {
+    core.db.write(|c: &mut dyn steward_store::Conn| {
+        c.execute(
+            "DELETE FROM access_bundles WHERE request_id = $1",
+            params![request_id],
+        )
+    })?;
+    crate::core::block_on(core.blobs.delete(blob_key))?;
+    Ok(())
+}
+
+/// Deletes stored bundles older than `bundle_keep_days` (run with retention).
+/// Returns how many were deleted.
+pub fn purge_expired_bundles(core: &Steward, now: i64) -> Result<u64> {
+    let cutoff = now - core.settings.bundle_keep_days * 86_400;
+    let rows = core.db.read(|c| {
+        c.query(
+            "SELECT request_id, blob_key FROM access_bundles WHERE created_at <= $1",
+            params![cutoff],
+        )
+    })?;
+    for r in &rows {
+        purge_bundle(core, &r.text(0)?, &r.text(1)?)?;
+    }
+    Ok(rows.len() as u64)
 }

@@ -754,3 +754,363 @@ pub fn rectify(
     })?;
     get(core, actor, id)
 }
+
+/// Which requests the staff queue shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateFilter {
+    /// Received, verifying or in progress (the default).
+    #[default]
+    Open,
+    /// Every request, open ones first.
+    All,
+    Only(State),
+}
+
+impl StateFilter {
+    /// `open`, `all` or one state's name.
+    pub fn parse(s: &str) -> Result<StateFilter> {
+        match s {
+            "" | "open" => Ok(StateFilter::Open),
+            "all" => Ok(StateFilter::All),
+            other => other.parse().map(StateFilter::Only),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFilter::Open => "open",
+            StateFilter::All => "all",
+            StateFilter::Only(s) => s.as_str(),
+        }
+    }
+}
+
+/// The staff queue: requests in scope, filtered by state and kind, most urgent
+/// first (open requests by due date, then closed ones, most recently closed first).
+pub fn queue(
+    core: &Steward,
+    actor: &Actor,
+    states: StateFilter,
+    kind: Option<Kind>,
+) -> Result<Vec<Request>> {
+    actor.require_role(&[Role::Dpo, Role::Operator], "work the request queue")?;
+    let mut out: Vec<Request> = list(core, actor, None)?
+        .into_iter()
+        .filter(|r| match states {
+            StateFilter::Open => r.state.is_open(),
+            StateFilter::All => true,
+            StateFilter::Only(s) => r.state == s,
+        })
+        .filter(|r| kind.is_none_or(|k| r.kind == k))
+        .collect();
+    // `list` is in due-date order; keep it for open requests (stable sort).
+    out.sort_by_key(|r| {
+        (
+            !r.state.is_open(),
+            std::cmp::Reverse(r.closed_at.unwrap_or(0)),
+        )
+    });
+    Ok(out)
+}
+
+/// The requests about one subject: staff in scope, or the subject themself.
+pub fn for_subject(core: &Steward, actor: &Actor, subject_id: &str) -> Result<Vec<Request>> {
+    let tenant = crate::subjects::tenant_of_subject(core, subject_id)?;
+    actor.require_subject(&tenant, subject_id)?;
+    if !actor.is_self(subject_id) {
+        actor.require_role(&[Role::Dpo, Role::Operator], "see someone's requests")?;
+    }
+    Ok(list(core, actor, None)?
+        .into_iter()
+        .filter(|r| r.subject_id.as_deref() == Some(subject_id))
+        .collect())
+}
+
+string_enum!(
+    /// The employer's answer when told of a request about one of its users
+    /// (the statement: employer-contracted data is discussed with the employer
+    /// first). A fixed set, so the timeline holds no free text.
+    EmployerAnswer, "answer", {
+        NoObjection = "no_objection",
+        KeepForContract = "keep_for_contract",
+        KeepForLegalObligation = "keep_for_legal_obligation",
+    }
+);
+
+impl EmployerAnswer {
+    pub fn label(self) -> &'static str {
+        match self {
+            EmployerAnswer::NoObjection => "No objection",
+            EmployerAnswer::KeepForContract => "Data needed to perform our contract",
+            EmployerAnswer::KeepForLegalObligation => "Data we must keep by law",
+        }
+    }
+}
+
+/// A request about one of the employer's users, as its admins see it: what kind,
+/// its dates and state, and who it concerns; never what the subject wrote.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EmployerNotice {
+    pub request_id: String,
+    pub kind: Kind,
+    pub state: State,
+    pub received_on: String,
+    pub due_on: String,
+    pub working_days_left: i64,
+    /// The user's username, when the subject has an account in the tenant.
+    pub username: Option<String>,
+    pub notified_at: i64,
+    pub answer: Option<EmployerAnswer>,
+    pub answered_at: Option<i64>,
+}
+
+/// The employer's notices: requests about its users (tenant-admin). Usernames are
+/// decrypted, so the listing is audited (one `read` entry for the tenant).
+pub fn employer_notices(core: &Steward, actor: &Actor) -> Result<Vec<EmployerNotice>> {
+    actor.require_role(&[Role::TenantAdmin], "see the employer's request notices")?;
+    let tenant = actor
+        .tenant_id
+        .clone()
+        .ok_or_else(|| Error::Forbidden("the employer's notices need a tenant account".into()))?;
+    let rows = core.write(actor, |tx| {
+        let rows = tx.conn.query(
+            "SELECT n.request_id, r.kind, r.state, r.received_on, r.due_on, r.region, \
+             n.created_at, r.subject_id, \
+             (SELECT a.username_enc FROM accounts a WHERE a.subject_id = r.subject_id LIMIT 1) \
+             FROM notifications n JOIN requests r ON r.id = n.request_id \
+             WHERE n.tenant_id = $1 AND r.tenant_id = $1 ORDER BY r.due_on, n.created_at",
+            params![tenant.as_str()],
+        )?;
+        tx.audit(Event {
+            tenant_id: Some(tenant.clone()),
+            action: "read".into(),
+            category: Some("rights_requests".into()),
+            purpose: Some("accountability".into()),
+            detail: serde_json::json!({ "view": "employer_notices", "requests": rows.len() }),
+            ..Event::default()
+        })?;
+        Ok(rows)
+    })?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let request_id = r.text(0)?;
+        let region: Region = r
+            .text(5)?
+            .parse()
+            .map_err(|e: steward_calendar::CalendarError| Error::Internal(e.to_string()))?;
+        let due_on = r.text(4)?;
+        let due = parse_date(&due_on).map_err(|e| Error::Internal(e.to_string()))?;
+        let username = match (r.opt_text(7)?, r.opt_bytes(8)?) {
+            (Some(s), Some(b)) => match core.keys.subject_key(&s)? {
+                Some(k) => Some(fields::open(&k, "accounts.username", &s, &b)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let answered = core.db.read(|c| {
+            c.query_opt(
+                "SELECT at, detail FROM request_events WHERE request_id = $1 \
+                 AND event = 'employer_input' ORDER BY seq DESC LIMIT 1",
+                params![request_id.as_str()],
+            )
+        })?;
+        let (answer, answered_at) = match answered {
+            Some(a) => {
+                let detail: serde_json::Value =
+                    serde_json::from_str(&a.text(1)?).unwrap_or_default();
+                (
+                    detail["answer"].as_str().and_then(|s| s.parse().ok()),
+                    Some(a.i64(0)?),
+                )
+            }
+            None => (None, None),
+        };
+        out.push(EmployerNotice {
+            request_id,
+            kind: r.text(1)?.parse()?,
+            state: r.text(2)?.parse()?,
+            received_on: r.text(3)?,
+            working_days_left: working_days_between(region, today(), due),
+            due_on,
+            username,
+            notified_at: r.i64(6)?,
+            answer,
+            answered_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Records the employer's answer on an open request about one of its users: a
+/// timeline event staff see on the request, and the notice is marked read.
+pub fn employer_input(
+    core: &Steward,
+    actor: &Actor,
+    request_id: &str,
+    answer: EmployerAnswer,
+) -> Result<()> {
+    actor.require_role(&[Role::TenantAdmin], "answer for the employer")?;
+    let tenant = actor.tenant_id.clone().unwrap_or_default();
+    core.write(actor, |tx| {
+        let row = tx
+            .conn
+            .query_opt(
+                "SELECT r.state, r.subject_id FROM notifications n \
+                 JOIN requests r ON r.id = n.request_id \
+                 WHERE n.request_id = $1 AND n.tenant_id = $2 AND r.tenant_id = $2",
+                params![request_id, tenant.as_str()],
+            )?
+            .ok_or_else(|| Error::NotFound("request".into()))?;
+        let state: State = row.text(0)?.parse()?;
+        if !state.is_open() {
+            return Err(Error::Conflict(format!(
+                "the request is already {}",
+                state.as_str()
+            )));
+        }
+        tx.conn.execute(
+            "UPDATE notifications SET read_at = $1 WHERE request_id = $2 AND tenant_id = $3",
+            params![tx.at, request_id, tenant.as_str()],
+        )?;
+        log_event(
+            tx,
+            request_id,
+            "employer_input",
+            serde_json::json!({ "answer": answer }),
+        )?;
+        tx.audit(Event {
+            tenant_id: Some(tenant.clone()),
+            subject_id: row.opt_text(1)?,
+            action: "request.employer_input".into(),
+            category: Some("rights_requests".into()),
+            purpose: Some("accountability".into()),
+            detail: serde_json::json!({ "request_id": request_id, "answer": answer }),
+            ..Event::default()
+        })?;
+        Ok(())
+    })
+}
+
+/// The answer to send the requester at the request's current step, as an email
+/// and as a letter: an acknowledgement with the deadline while it is open, the
+/// outcome once it is closed. `None` when there is nothing to send yet (the
+/// bundle is produced but the request is still open, say).
+pub fn confirmation(
+    core: &Steward,
+    actor: &Actor,
+    id: &str,
+) -> Result<Option<erase::Confirmation>> {
+    actor.require_role(
+        &[Role::Dpo, Role::Operator],
+        "prepare answers to requesters",
+    )?;
+    let req = get(core, actor, id)?;
+    let meta = core.policy.meta();
+    let sign = format!("{}\n{}\n", meta.controller, meta.controller_address);
+    let what = match req.kind {
+        Kind::Access => "a copy of your personal data",
+        Kind::Portability => "your personal data in a portable format",
+        Kind::Rectification => "the correction of your personal data",
+        Kind::Erasure => "the erasure of your personal data",
+        Kind::Restriction => "the restriction of the processing of your personal data",
+        Kind::Objection => "to object to the processing of your personal data",
+    };
+    let (subject, body) = match req.state {
+        State::Received | State::Verifying => (
+            "We have received your request".to_owned(),
+            format!(
+                "We received your request for {what} on {received}. We will answer by \
+                 {due}.\n\nBefore we release or change anything, we need to confirm who you \
+                 are: please reply with a copy of an identity document, or log in to the \
+                 self-service portal and file the request from there.\n\n{sign}",
+                received = req.received_on,
+                due = req.due_on
+            ),
+        ),
+        State::InProgress => (
+            "We are working on your request".to_owned(),
+            format!(
+                "Thank you for confirming your identity. We are working on your request for \
+                 {what}, received on {received}, and will answer by {due}.\n\n{sign}",
+                received = req.received_on,
+                due = req.due_on
+            ),
+        ),
+        State::Refused => {
+            let why = match req.refusal_ground {
+                Some(Ground::Repetitive) => {
+                    "it repeats a request of the same kind that we answered recently"
+                }
+                Some(Ground::ManifestlyUnfounded) => "it is manifestly unfounded",
+                Some(Ground::DisproportionateEffort) => {
+                    "answering it would take a disproportionate effort"
+                }
+                Some(Ground::OthersPrivacy) => {
+                    "answering it would reveal personal data of other people"
+                }
+                None => "of the ground recorded on it",
+            };
+            (
+                "Your request".to_owned(),
+                format!(
+                    "We cannot act on your request for {what}, received on {received}, because \
+                     {why}.\n\nYou may complain to the Information Commissioner's Office \
+                     (ico.org.uk) or seek a judicial remedy.\n\n{sign}",
+                    received = req.received_on
+                ),
+            )
+        }
+        State::Fulfilled | State::PartiallyFulfilled => {
+            if req.kind == Kind::Erasure {
+                let erased = core.db.read(|c| {
+                    c.query_opt(
+                        "SELECT at, detail FROM request_events WHERE request_id = $1 \
+                         AND event = 'erased' ORDER BY seq DESC LIMIT 1",
+                        params![id],
+                    )
+                })?;
+                if let Some(e) = erased {
+                    let detail: serde_json::Value =
+                        serde_json::from_str(&e.text(1)?).unwrap_or_default();
+                    let deleted: erase::Counts =
+                        serde_json::from_value(detail["deleted"].clone()).unwrap_or_default();
+                    let tomb = detail["tombstone_id"].as_str().unwrap_or_default();
+                    return Ok(Some(erase::confirmation(
+                        core,
+                        tomb,
+                        e.i64(0)?,
+                        &deleted,
+                        &erase::Counts::new(),
+                    )));
+                }
+            }
+            let outcome = match (req.kind, req.state) {
+                (Kind::Access | Kind::Portability, _) => format!(
+                    "Your copy is ready. Log in to the self-service portal to download it; it \
+                     stays available for {} days. It holds every record we keep about you, \
+                     with the purposes, legal bases, recipients and retention periods.",
+                    core.settings.bundle_keep_days
+                ),
+                (Kind::Rectification, _) => "We have corrected your data as you asked.".into(),
+                (_, State::PartiallyFulfilled) => {
+                    "We have acted on part of your request; the rest could not be done.".into()
+                }
+                _ => "We have acted on your request.".into(),
+            };
+            (
+                "Your request has been answered".to_owned(),
+                format!(
+                    "About your request for {what}, received on {received}:\n\n{outcome}\n\n{sign}",
+                    received = req.received_on
+                ),
+            )
+        }
+    };
+    let today = today();
+    Ok(Some(erase::Confirmation {
+        email: format!("Subject: {subject}\n\n{body}"),
+        letter: format!(
+            "{today}\n\nDear data subject,\n\n{body}\nYours faithfully,\n\nData Protection Officer\n"
+        ),
+    }))
+}

@@ -1,0 +1,229 @@
+//! The console in a real browser (headless Chromium through WebDriver): a subject
+//! withdraws and gives a consent and asks for a copy of their data; the DPO finds
+//! the request in the queue with the right deadline, verifies the requester and
+//! produces the bundle; the subject downloads it and the ZIP holds their data.
+//! Along the way the test takes the screenshots shown in the README: set
+//! `STEWARD_SCREENSHOTS=docs/screenshots` to write them there.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/chrome.rs"]
+mod chrome;
+mod common;
+#[path = "common/demo.rs"]
+mod demo;
+
+use std::io::Read;
+
+use chrome::{Chrome, DESKTOP, PHONE, screenshot_dir};
+use common::{Env, PASSWORD, Server};
+use steward::access::Actor;
+use steward::consent;
+
+fn granted(env: &Env, subject: &str, category: &str, purpose: &str) -> bool {
+    let (states, _) = consent::overview(&env.core, &Actor::cli(), subject).unwrap();
+    states
+        .iter()
+        .find(|s| s.category == category && s.purpose == purpose)
+        .map(|s| s.granted)
+        .unwrap()
+}
+
+#[test]
+fn a_subject_gets_a_copy_of_their_data_through_the_console() {
+    // Seeding produces a bundle, which blocks on the blob store: outside the runtime.
+    let env = Env::sqlite();
+    let d = demo::seed(&env);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(copy_of_my_data(env, d));
+}
+
+async fn copy_of_my_data(env: Env, d: demo::Demo) {
+    let Some(chrome) = Chrome::start().await else {
+        return;
+    };
+    let server = Server::start(env.core.clone()).await;
+    let base = server.base.clone();
+    let shots = screenshot_dir();
+    let gwen = &d.gwen;
+
+    // The subject logs in and lands on their portal.
+    chrome.login(&base, &gwen.username, PASSWORD).await;
+    assert_eq!(chrome.path().await, "/console/me");
+    assert!(chrome.text("h1").await.contains("My data"));
+    // What is held, and why.
+    let held = chrome.text(".held").await;
+    assert!(
+        held.contains("Call records") || held.contains("call"),
+        "{held}"
+    );
+
+    // Withdraw a consent, then give it again: each takes effect at once.
+    let switch = "button[data-consent='device_contacts/provision']";
+    assert!(granted(
+        &env,
+        &gwen.subject_id,
+        "device_contacts",
+        "provision"
+    ));
+    assert_eq!(
+        chrome
+            .css(switch)
+            .await
+            .attr("aria-checked")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    chrome.click(switch).await;
+    chrome.css(".flash").await;
+    assert_eq!(
+        chrome
+            .css(switch)
+            .await
+            .attr("aria-checked")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("false")
+    );
+    assert!(!granted(
+        &env,
+        &gwen.subject_id,
+        "device_contacts",
+        "provision"
+    ));
+    chrome.click(switch).await;
+    chrome.css(".flash").await;
+    assert_eq!(
+        chrome
+            .css(switch)
+            .await
+            .attr("aria-checked")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    assert!(granted(
+        &env,
+        &gwen.subject_id,
+        "device_contacts",
+        "provision"
+    ));
+
+    // Ask for a copy.
+    chrome.goto(&format!("{base}/console/me#requests")).await;
+    chrome
+        .css("#req-kind option[value=access]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    chrome.click("#request-form button[type=submit]").await;
+    chrome.css(".flash").await;
+    let path = chrome.path().await;
+    let request_id = path
+        .strip_prefix("/console/me/requests/")
+        .unwrap_or_else(|| panic!("after filing: {path}"))
+        .to_owned();
+    let today = time::OffsetDateTime::now_utc().date();
+    let due = steward::rights::due_date(today, steward_calendar::Region::EnglandAndWales, 10);
+    assert!(
+        chrome.text("main").await.contains(&due.to_string()),
+        "the portal shows the due date {due}"
+    );
+    chrome.goto(&format!("{base}/console/me")).await;
+    chrome.screenshot(&shots, "portal", DESKTOP.0).await;
+    chrome
+        .screenshot_sized(&shots, "portal-phone", PHONE.0, Some(PHONE.1))
+        .await;
+    chrome.logout().await;
+
+    // The DPO sees it in the queue with the right deadline.
+    chrome.login(&base, &d.dpo.username, PASSWORD).await;
+    assert_eq!(chrome.path().await, "/console/requests");
+    let row = chrome
+        .css(&format!("a[href='/console/requests/{request_id}']"))
+        .await;
+    let queue = chrome.text("table.queue").await;
+    assert!(queue.contains(&due.to_string()), "{queue}");
+    assert!(queue.contains("10 working days left"), "{queue}");
+    assert!(
+        chrome.exists("tr.row-overdue .badge-overdue").await,
+        "the seeded overdue requests are marked"
+    );
+    chrome.screenshot(&shots, "queue", DESKTOP.0).await;
+    row.click().await.unwrap();
+    chrome
+        .wait_for_path(&format!("/console/requests/{request_id}"))
+        .await;
+
+    // Nothing can be produced before verification; the form says what is missing.
+    assert!(!chrome.exists("#produce-bundle").await);
+    chrome.click("form[action$='/verify'] button").await;
+    let err = chrome.text("#verify-method-error").await;
+    assert!(err.contains("verified"), "{err}");
+    assert_eq!(
+        chrome
+            .css("#verify-method")
+            .await
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    chrome
+        .fill(
+            "#verify-method",
+            "logged-in portal session; passport copy checked",
+        )
+        .await;
+    chrome.click("form[action$='/verify'] button").await;
+    chrome.css("#produce-bundle").await;
+    assert!(chrome.text(".flash").await.contains("verification"));
+    chrome.screenshot(&shots, "request", DESKTOP.0).await;
+    chrome.click("#produce-bundle").await;
+    chrome.css("a[href$='/bundle']").await;
+    assert!(chrome.text("main").await.contains("Access bundle produced"));
+
+    chrome.goto(&format!("{base}/console/dashboard")).await;
+    chrome.css(".chart-svg").await;
+    chrome.screenshot(&shots, "dashboard", DESKTOP.0).await;
+    chrome.logout().await;
+
+    // The subject downloads the bundle, and the ZIP holds their data.
+    chrome.login(&base, &gwen.username, PASSWORD).await;
+    chrome
+        .goto(&format!("{base}/console/me/requests/{request_id}"))
+        .await;
+    chrome.click("#download-bundle").await;
+    let zip_path = chrome.downloaded(".zip").await;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut subjects = String::new();
+    zip.by_name("data/subjects.json")
+        .unwrap()
+        .read_to_string(&mut subjects)
+        .unwrap();
+    assert!(subjects.contains(&d.gwen_email), "{subjects}");
+    let mut consents = String::new();
+    zip.by_name("data/consent_events.json")
+        .unwrap()
+        .read_to_string(&mut consents)
+        .unwrap();
+    assert!(consents.contains("withdraw"), "{consents}");
+    let mut calls = String::new();
+    zip.by_name("data/call_records.json")
+        .unwrap()
+        .read_to_string(&mut calls)
+        .unwrap();
+    assert!(calls.contains("+447700900123"), "{calls}");
+    // The download is on the request's timeline and in the audit log.
+    let timeline = steward::rights::timeline(&env.core, &Actor::cli(), &request_id).unwrap();
+    assert!(timeline.iter().any(|t| t.event == "downloaded"));
+    chrome.close().await;
+}
