@@ -40,6 +40,31 @@ pub fn parse(input: &[u8]) -> Result<Vec<Contact>, VcardError> {
         .collect()
 }
 
+/// A card of a multi-card input, with where it begins (for messages about its content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// 1-based position of the card in the input.
+    pub card: usize,
+    /// 1-based line of its `BEGIN:VCARD`.
+    pub line: usize,
+    pub contact: Contact,
+}
+
+/// [`parse`], keeping each card's position and first line, so that a problem found later
+/// in a card's content (a field over a limit, say) can still name where the card is.
+pub fn parse_located(input: &[u8]) -> Result<Vec<Located>, VcardError> {
+    frame::split_cards(input)?
+        .iter()
+        .map(|raw| {
+            Ok(Located {
+                card: raw.index,
+                line: raw.begin_line,
+                contact: read::read_card(raw)?,
+            })
+        })
+        .collect()
+}
+
 /// Reads exactly one card; more than one is an error naming where the second begins.
 pub fn parse_one(input: &[u8]) -> Result<Contact, VcardError> {
     let cards = frame::split_cards(input)?;

@@ -5,10 +5,12 @@ use serde::{Deserialize, Serialize};
 /// A contact: the subset of vCard that Steward keeps.
 ///
 /// Properties outside this subset (NICKNAME, CATEGORIES, GEO, KEY, ...) are not kept, nor
-/// are ORG units (only the organisation name), the middle names, prefixes and suffixes
+/// are ORG units below the first (the organisation name and its first unit, the
+/// department, are kept), the middle names, prefixes and suffixes
 /// of N (FN keeps the full display name) and PHOTOs given as external URLs (they are never
 /// fetched). Text is UTF-8 with `\n` line breaks; an empty value is absent (`None`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,9 +24,12 @@ pub struct Contact {
     /// N, second component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub given_name: Option<String>,
-    /// ORG, first component (the organisation name; units are not kept).
+    /// ORG, first component (the organisation name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
+    /// ORG, second component (the first organisational unit: the department).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -49,6 +54,7 @@ pub struct Contact {
 
 /// An email address or telephone number with its TYPE parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Typed {
     /// The address or number as written (a `tel:` URI prefix is removed from numbers).
@@ -68,6 +74,7 @@ pub struct Typed {
 
 /// A postal address: the seven ADR components, its TYPE values, preference and label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,10 +116,13 @@ impl Address {
 
 /// An embedded photo. In JSON, `data` is standard base64 (with padding).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Photo {
     /// e.g. `image/jpeg`; from the card's MEDIATYPE/TYPE or data: URI, else sniffed.
     pub media_type: String,
+    /// The image, standard base64 with padding.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte))]
     #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
 }

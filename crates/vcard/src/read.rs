@@ -58,7 +58,14 @@ pub(crate) fn read_card(raw: &RawCard) -> Result<Contact, VcardError> {
                 contact.family_name = component(&entry.values, 0);
                 contact.given_name = component(&entry.values, 1);
             }
-            VCardProperty::Org => set_once(&mut contact.organization, component(&entry.values, 0)),
+            // The first ORG with a name or a unit gives both (a unit of one ORG is never
+            // paired with the name of another).
+            VCardProperty::Org
+                if contact.organization.is_none() && contact.department.is_none() =>
+            {
+                contact.organization = component(&entry.values, 0);
+                contact.department = component(&entry.values, 1);
+            }
             VCardProperty::Title => set_once(&mut contact.title, joined_text(&entry.values)),
             VCardProperty::Note => notes.extend(non_empty(joined_text(&entry.values))),
             VCardProperty::Email => {

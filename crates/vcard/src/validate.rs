@@ -178,6 +178,7 @@ impl Contact {
         check.opt("family_name", &self.family_name, false);
         check.opt("given_name", &self.given_name, false);
         check.opt("organization", &self.organization, false);
+        check.opt("department", &self.department, false);
         check.opt("title", &self.title, false);
         if let Some(note) = &self.note {
             check.text("note", note, limits.max_note_bytes, true);

@@ -42,8 +42,10 @@ pub fn to_vcard(contact: &Contact, version: Version) -> String {
         ];
         w.prop("N", "", &structured(&n));
     }
-    if let Some(org) = &contact.organization {
-        w.prop("ORG", "", &escape_text(org));
+    match (&contact.organization, &contact.department) {
+        (None, None) => {}
+        (Some(org), None) => w.prop("ORG", "", &escape_text(org)),
+        (org, department) => w.prop("ORG", "", &structured(&[org, department])),
     }
     if let Some(title) = &contact.title {
         w.prop("TITLE", "", &escape_text(title));

@@ -86,6 +86,7 @@ fn awkward() -> Contact {
         family_name: s("O'Brien-Łukasiewicz"),
         given_name: s("Zoë"),
         organization: s("Acme; Widgets, Ltd \\ Co"),
+        department: s("Télécoms; R&D, Paris"),
         title: s("Head of Telephony, EMEA"),
         emails: vec![
             Typed {
@@ -205,7 +206,7 @@ fn v4_and_v3_spell_things_their_own_way() {
         "{v4}"
     );
     assert!(
-        v4.contains("\r\nORG:Acme\\; Widgets\\, Ltd \\\\ Co\r\n"),
+        v4.contains("\r\nORG:Acme\\; Widgets\\, Ltd \\\\ Co;Télécoms\\; R&D\\, Paris\r\n"),
         "{v4}"
     );
     assert!(
@@ -257,4 +258,21 @@ fn a_directory_export_of_many_cards_parses_back() {
         let text: String = directory.iter().map(|c| to_vcard(c, version)).collect();
         assert_eq!(parse(text.as_bytes()).unwrap(), directory, "{version:?}");
     }
+}
+
+#[test]
+fn a_department_without_an_organisation_round_trips() {
+    let contact = Contact {
+        formatted_name: s("Helpdesk"),
+        department: s("IT Support"),
+        ..Contact::default()
+    };
+    round_trip(&contact, "department only");
+    assert!(to_vcard(&contact, Version::V4).contains("\r\nORG:;IT Support\r\n"));
+    let named = Contact {
+        organization: s("Acme"),
+        ..contact
+    };
+    round_trip(&named, "organisation and department");
+    assert!(to_vcard(&named, Version::V3).contains("\r\nORG:Acme;IT Support\r\n"));
 }

@@ -38,6 +38,8 @@ fn iphone_3_0() {
     assert_eq!(c.family_name, s("Doe"));
     assert_eq!(c.given_name, s("John"));
     assert_eq!(c.organization, s("IBM"));
+    // ORG:IBM;Accounting: the first unit is the department.
+    assert_eq!(c.department, s("Accounting"));
     assert_eq!(c.title, s("Money Counter"));
     assert_eq!(c.birthday, s("2012-06-06"));
     // item1.EMAIL;type=INTERNET;type=pref: pref is a flag, not a type; item1 has no label.
@@ -171,6 +173,7 @@ fn rfc6350_4_0() {
     assert_eq!(c.given_name, s("Simon"));
     assert_eq!(c.birthday, s("--02-03"), "BDAY:--0203 has no year");
     assert_eq!(c.organization, s("Viagenie"));
+    assert_eq!(c.department, None);
     let adr = &c.addresses[0];
     assert_eq!(adr.extended, s("Suite D2-630"));
     assert_eq!(adr.street, s("2875 Laurier"));
@@ -311,4 +314,19 @@ fn vcard_2_1_base64_lines_need_not_be_indented() {
         "all of it decoded"
     );
     assert_eq!(c.phones[0].value, "+358 40 123 4567");
+}
+
+#[test]
+fn parse_located_names_where_each_card_begins() {
+    let located = steward_vcard::parse_located(ANDROID).unwrap();
+    let lines: Vec<(usize, usize)> = located.iter().map(|l| (l.card, l.line)).collect();
+    assert_eq!(lines, [(1, 1), (2, 6), (3, 11), (4, 18), (5, 36), (6, 71)]);
+    let contacts: Vec<Contact> = located.into_iter().map(|l| l.contact).collect();
+    assert_eq!(contacts, parse(ANDROID).unwrap());
+    // Later ORG properties never lend a unit to the first one's name.
+    let c = parse_one(
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:x\r\nORG:Acme\r\nORG:Other;Sales\r\nEND:VCARD\r\n",
+    )
+    .unwrap();
+    assert_eq!((c.organization, c.department), (s("Acme"), None));
 }
