@@ -20,6 +20,7 @@ pub mod consent;
 pub mod core;
 pub mod crm;
 pub mod dashboard;
+pub mod directory;
 pub mod error;
 pub mod files;
 pub mod ingest;

@@ -252,6 +252,30 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         description: "the subject's copy of the access bundle they asked for (encrypted under \
                       their key in the blob store), kept to download from the portal",
     },
+    PersonalStore {
+        name: "directory_entries",
+        category: "business_contacts",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[
+            ("name_enc", "subject_id"),
+            ("given_name_enc", "subject_id"),
+            ("family_name_enc", "subject_id"),
+            ("organization_enc", "subject_id"),
+            ("department_enc", "subject_id"),
+            ("title_enc", "subject_id"),
+            ("emails_enc", "subject_id"),
+            ("phones_enc", "subject_id"),
+        ],
+        time_column: None,
+        key_column: "id",
+        blob_column: None,
+        // An entry is about one person only: erasing them removes them from the
+        // employer's directory. The change log keeps the entry's id (nothing of
+        // the person), and devices delete their copy at their next sync.
+        on_erase: OnErase::Delete,
+        description: "the employer's business directory: name, work email addresses, phone \
+                      numbers, organisation, department, job title",
+    },
 ];
 
 /// Tables that hold no personal data, and why.
@@ -288,6 +312,15 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
     (
         "login_throttle",
         "failure counters keyed by a keyed hash of the attempted username; rows expire after a day",
+    ),
+    (
+        "directory_changes",
+        "the business directory's change log for sync: entry ids, change numbers, a deleted \
+         flag and times; nothing about the person an entry was",
+    ),
+    (
+        "directory_state",
+        "per tenant, the directory's last change number and the newest pruned one",
     ),
     (
         "audit_log",

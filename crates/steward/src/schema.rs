@@ -297,6 +297,52 @@ CREATE TABLE blob_outbox (
 "#,
     },
     Migration {
+        version: 30,
+        name: "directory",
+        sql: r#"
+-- The business directory: one row per person listed in a tenant's directory,
+-- each field sealed with that person's data key (see directory.rs). At most one
+-- entry per person and tenant.
+CREATE TABLE directory_entries (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    name_enc BYTEA NOT NULL,
+    given_name_enc BYTEA,
+    family_name_enc BYTEA,
+    organization_enc BYTEA,
+    department_enc BYTEA,
+    title_enc BYTEA,
+    emails_enc BYTEA,
+    phones_enc BYTEA,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX directory_entries_subject ON directory_entries (tenant_id, subject_id);
+CREATE INDEX directory_entries_by_subject ON directory_entries (subject_id);
+
+-- The directory's change log for incremental sync: the last change number of
+-- every entry a tenant's directory has had, and whether it was a deletion. Ids
+-- and numbers only. Deletion markers are pruned after 90 days.
+CREATE TABLE directory_changes (
+    entry_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    seq BIGINT NOT NULL,
+    deleted BIGINT NOT NULL DEFAULT 0,
+    changed_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX directory_changes_seq ON directory_changes (tenant_id, seq);
+
+-- Per tenant: the last change number given out, and the newest number of the
+-- deletion markers pruned so far (older sync tokens get a full resync).
+CREATE TABLE directory_state (
+    tenant_id TEXT PRIMARY KEY REFERENCES tenants (id),
+    seq BIGINT NOT NULL,
+    pruned_seq BIGINT NOT NULL
+);
+"#,
+    },
+    Migration {
         version: 40,
         name: "media",
         sql: r#"

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod cdr;
 mod credit;
+mod directory;
 mod enquiries;
 mod extract;
 mod marketing;
@@ -16,6 +17,7 @@ mod requests;
 mod subjects;
 mod system;
 mod tenants;
+mod vcard;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -196,6 +198,7 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(marketing::routes())
                 .merge(credit::routes())
                 .merge(recordings::routes())
+                .merge(directory::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()

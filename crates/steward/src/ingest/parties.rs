@@ -112,7 +112,7 @@ pub fn party_key(raw: &[u8], default_region: &str) -> Option<PartyKey> {
     Some(PartyKey::Pbx(lower[..end].to_owned()))
 }
 
-fn blind_index(core: &Steward, key: &PartyKey) -> Vec<u8> {
+pub(crate) fn blind_index(core: &Steward, key: &PartyKey) -> Vec<u8> {
     match key {
         PartyKey::Phone(p) => core.keys.blind_index(IdentifierKind::Phone, p),
         PartyKey::Pbx(x) => core.keys.blind_index(IdentifierKind::Other("pbx_party"), x),
