@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consent;
+pub mod contacts;
 pub mod core;
 pub mod crm;
 pub mod dashboard;

@@ -276,6 +276,21 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
         description: "the employer's business directory: name, work email addresses, phone \
                       numbers, organisation, department, job title",
     },
+    PersonalStore {
+        name: "device_contacts",
+        category: "device_contacts",
+        // The contacts are the syncing user's address book, held with their
+        // consent and sealed with their key; the people in them are not subjects.
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[("card_enc", "subject_id"), ("photo_enc", "subject_id")],
+        time_column: None,
+        key_column: "id",
+        blob_column: None,
+        on_erase: OnErase::Delete,
+        description: "contacts an App user synced from their device (with consent): names, \
+                      phone numbers, email and postal addresses, organisation, birthday, note, \
+                      photo",
+    },
 ];
 
 /// Tables that hold no personal data, and why.

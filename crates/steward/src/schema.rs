@@ -343,6 +343,28 @@ CREATE TABLE directory_state (
 "#,
     },
     Migration {
+        version: 31,
+        name: "device_contacts",
+        sql: r#"
+-- Contacts an App user synced from their device, one at a time, with their
+-- consent: the card (as JSON) and its photo, sealed with the user's data key.
+-- `uid_idx` is a keyed hash of the user and the card's UID, so that syncing the
+-- same contact again replaces it. Deleted when the user withdraws consent.
+CREATE TABLE device_contacts (
+    id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    tenant_id TEXT NOT NULL,
+    uid_idx BYTEA,
+    card_enc BYTEA NOT NULL,
+    photo_enc BYTEA,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX device_contacts_subject ON device_contacts (subject_id, id);
+CREATE UNIQUE INDEX device_contacts_uid ON device_contacts (subject_id, uid_idx);
+"#,
+    },
+    Migration {
         version: 40,
         name: "media",
         sql: r#"

@@ -6,6 +6,7 @@ mod analytics;
 mod audit;
 mod auth;
 mod cdr;
+mod contacts;
 mod credit;
 mod directory;
 mod enquiries;
@@ -199,6 +200,7 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(credit::routes())
                 .merge(recordings::routes())
                 .merge(directory::routes())
+                .merge(contacts::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()

@@ -1,5 +1,6 @@
 //! The access and portability bundle: one ZIP with a manifest, every registered
-//! store's rows about the subject as JSON and CSV, and the Article 15
+//! store's rows about the subject as JSON and CSV, their device contacts and
+//! business directory entry as vCard 4.0 files, and the Article 15
 //! information (purposes, categories, recipients actually disclosed to, from the
 //! audit log, retention and source).
 //!
@@ -174,6 +175,10 @@ pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Res
             )?;
         }
     }
+    // Contacts also as vCard 4.0, the form address books import.
+    for (name, text) in vcard_files(core, &subject)? {
+        put(&mut zip, &mut summary, name, text.as_bytes())?;
+    }
     let disclosures = disclosures(core, &subject)?;
     let art15 = article15(core, &summary, &disclosures);
     put_json(&mut zip, &mut summary, "article15.json", &art15)?;
@@ -187,6 +192,29 @@ pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Res
     put_json(&mut zip, &mut summary, "manifest.json", &m)?;
     zip.finish().map_err(zip_err)?;
     Ok(summary)
+}
+
+/// The subject's device contacts and their business directory entry as vCard
+/// files (only those they have).
+fn vcard_files(core: &Steward, subject: &str) -> Result<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    let device = crate::contacts::of_subject(core, subject)?;
+    if !device.is_empty() {
+        let text = device
+            .iter()
+            .map(|c| crate::contacts::to_vcard(c, steward_vcard::Version::V4))
+            .collect();
+        out.push(("contacts/device-contacts.vcf", text));
+    }
+    let entries = crate::directory::entries_about(core, subject)?;
+    if !entries.is_empty() {
+        let text = entries
+            .iter()
+            .map(|e| crate::directory::to_vcard(e, steward_vcard::Version::V4))
+            .collect();
+        out.push(("contacts/directory-entry.vcf", text));
+    }
+    Ok(out)
 }
 
 fn put<W: Write + Seek>(
