@@ -83,6 +83,9 @@ enum StaffExpect {
     /// A refusal whose message only a found object can give (a bundle not
     /// produced yet, where another tenant's request is simply "not found").
     Message(u16, &'static str),
+    /// Only the object's owner may use it, staff included (B's device
+    /// contacts): the baseline is B's own user, who must succeed.
+    Owner,
 }
 
 /// A concrete request for an operation, aimed at tenant B.
@@ -90,6 +93,8 @@ enum StaffExpect {
 struct Request {
     url: String,
     body: Option<Value>,
+    /// A vCard body (sent as `text/vcard` instead of `body`).
+    vcard: Option<String>,
     /// The request names one of B's objects (path or body): A must get 403/404.
     names_b: bool,
     staff: StaffExpect,
@@ -114,6 +119,14 @@ struct TenantB {
     /// Another recording of it, for the DELETE route (staff delete it; the
     /// other routes still find theirs).
     spare_recording_id: String,
+    /// A directory entry of B, named by `{entry_id}`, and another one that the
+    /// DELETE route removes (so the other routes still find the first).
+    entry_id: String,
+    spare_entry_id: String,
+    /// A device contact of B's subject, named by `{contact_id}`, and a spare one
+    /// for DELETE.
+    contact_id: String,
+    spare_contact_id: String,
 }
 
 impl TenantB {
@@ -139,6 +152,11 @@ impl TenantB {
             n.push(format!("{}@example.test", a.username));
             n.push(format!("Person {}", a.username));
         }
+        n.extend(B_PERSONAL.iter().map(|s| (*s).to_owned()));
+        n.push(self.entry_id.clone());
+        n.push(self.spare_entry_id.clone());
+        n.push(self.contact_id.clone());
+        n.push(self.spare_contact_id.clone());
         n.into_iter().map(|s| s.to_lowercase()).collect()
     }
 
@@ -235,6 +253,8 @@ fn substitute(path: &str, b: &TenantB) -> (String, bool) {
             "check_id" => b.check_id.clone(),
             "call_id" => b.call_id.clone(),
             "recording_id" => b.recording_id.clone(),
+            "entry_id" => b.entry_id.clone(),
+            "contact_id" => b.contact_id.clone(),
             other => panic!(
                 "route {path} has path parameter {{{other}}}, which tests/isolation.rs cannot \
                  fill in: add a substitution with tenant B's matching id to `substitute`, so that \
@@ -254,6 +274,20 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
     let (mut url, named_in_path) = substitute(&op.path, b);
     let mut staff = StaffExpect::Success;
     let mut names_b = named_in_path;
+    let mut vcard = None;
+    // DELETE removes B's spare objects, so that the other routes (staff go in
+    // method order) still find the first ones.
+    match (op.method.as_str(), op.path.as_str()) {
+        ("DELETE", "/api/v1/tenants/{tenant_id}/directory/{entry_id}") => {
+            url = url.replace(&b.entry_id, &b.spare_entry_id);
+        }
+        ("DELETE", "/api/v1/me/device-contacts/{contact_id}") => {
+            url = url.replace(&b.contact_id, &b.spare_contact_id);
+            staff = StaffExpect::Owner;
+        }
+        ("GET", "/api/v1/me/device-contacts/{contact_id}") => staff = StaffExpect::Owner,
+        _ => {}
+    }
     // Query parameters that make a request meaningful (without them staff would
     // get 400 and the baseline would prove nothing).
     match (op.method.as_str(), op.path.as_str()) {
@@ -286,6 +320,8 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
             None
         }
         ("GET", _) => None,
+        ("DELETE", "/api/v1/tenants/{tenant_id}/directory/{entry_id}")
+        | ("DELETE", "/api/v1/me/device-contacts/{contact_id}") => None,
         // Special cases handled by the caller.
         ("POST", LOGIN) | ("POST", LOGOUT) => None,
         ("POST", "/api/v1/tenants") => {
@@ -427,6 +463,29 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
             Some(json!({}))
         }
         ("DELETE", "/api/v1/recordings/{recording_id}") => None,
+        // A new directory entry for B (staff add it; A must not).
+        ("POST", "/api/v1/tenants/{tenant_id}/directory") => Some(json!({
+            "display_name": "Isolation Entry",
+            "emails": [{ "value": "isolation-entry@example.test" }],
+        })),
+        // B's entry rewritten with its own identifiers (so it stays linked).
+        ("PUT", "/api/v1/tenants/{tenant_id}/directory/{entry_id}") => Some(json!({
+            "display_name": "Zulu Directory Person (edited)",
+            "emails": [{ "value": "zulu.directory@example.test" }],
+        })),
+        ("POST", "/api/v1/tenants/{tenant_id}/directory/import") => {
+            vcard = Some(
+                "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Isolation Import\r\n\
+                 EMAIL;TYPE=work:isolation-import@example.test\r\nEND:VCARD\r\n"
+                    .to_owned(),
+            );
+            None
+        }
+        // The caller's own device contact (A's accounts sync into their own book).
+        ("POST", "/api/v1/me/device-contacts") => Some(json!({
+            "formatted_name": "Isolation Friend",
+            "phones": [{ "value": "+44 1632 960555" }],
+        })),
         (m, p) => panic!(
             "route {m} {p} has no request builder in tests/isolation.rs: add one to \
              `request_for` that builds a valid request aimed at tenant B, so that tenant \
@@ -436,8 +495,41 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
     Request {
         url,
         body,
+        vcard,
         names_b,
         staff,
+    }
+}
+
+/// B's personal data held outside the accounts: none may reach A.
+const B_PERSONAL: [&str; 6] = [
+    "Zulu Directory Person",
+    "zulu.directory@example.test",
+    "Zulu Spare Person",
+    "Zulu Device Friend",
+    "+441632960777",
+    "Zulu Spare Friend",
+];
+
+/// Sends `req` (JSON or vCard body) with `token`.
+async fn send(server: &Server, op: &Op, req: &Request, token: Option<&str>) -> (u16, Value) {
+    match &req.vcard {
+        Some(v) => {
+            server
+                .raw(
+                    &op.method,
+                    &req.url,
+                    token,
+                    "text/vcard",
+                    v.clone().into_bytes(),
+                )
+                .await
+        }
+        None => {
+            server
+                .call(&op.method, &req.url, token, req.body.clone())
+                .await
+        }
     }
 }
 
@@ -516,6 +608,66 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
     let (call_id, recs) = tokio::task::block_in_place(|| {
         common::seed_recordings(&core, &seeded.tenant.id, &seeded.tenant.id, 2)
     });
+    // B's directory (two entries) and B's user's device contacts (two), with
+    // the consent device contacts need. A's accounts consent too, so that what
+    // refuses them B's contacts is isolation, not a missing consent.
+    let entry = |name: &str, email: &str| {
+        steward::directory::create(
+            &core,
+            &cli,
+            &seeded.tenant.id,
+            steward::directory::EntryInput {
+                display_name: name.to_owned(),
+                emails: vec![steward_vcard::Typed {
+                    value: email.to_owned(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .id
+    };
+    let entry_id = entry("Zulu Directory Person", "zulu.directory@example.test");
+    let spare_entry_id = entry("Zulu Spare Person", "zulu.spare@example.test");
+    let grant_contacts = |account: &Account| {
+        steward::consent::record(
+            &core,
+            &steward::accounts::actor_for(account),
+            steward::consent::Record {
+                subject_id: account.subject_id.clone(),
+                category: "device_contacts".into(),
+                purpose: "provision".into(),
+                action: steward::consent::Action::Grant,
+                channel: steward::consent::Channel::App,
+                evidence: None,
+            },
+        )
+        .unwrap();
+    };
+    for account in a.all().into_iter().chain([&seeded.subject]) {
+        grant_contacts(account);
+    }
+    let b_user = steward::accounts::actor_for(&seeded.subject);
+    let contact = |name: &str, phone: &str| {
+        steward::contacts::sync(
+            &core,
+            &b_user,
+            steward::contacts::SyncInput::Json(steward_vcard::Contact {
+                formatted_name: Some(name.to_owned()),
+                phones: vec![steward_vcard::Typed {
+                    value: phone.to_owned(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        )
+        .unwrap()
+        .0
+        .id
+    };
+    let contact_id = contact("Zulu Device Friend", "+441632960777");
+    let spare_contact_id = contact("Zulu Spare Friend", "+441632960778");
     let b = TenantB {
         seeded,
         request_id,
@@ -525,6 +677,10 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
         call_id,
         recording_id: recs[0].id.clone(),
         spare_recording_id: recs[1].id.clone(),
+        entry_id,
+        spare_entry_id,
+        contact_id,
+        spare_contact_id,
     };
     let staff_op = provider_staff(&core, "staff-op", Role::Operator);
     let staff_dpo = provider_staff(&core, "staff-dpo", Role::Dpo);
@@ -601,9 +757,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
         if !op.secured {
             continue;
         }
-        let (s, body) = server
-            .call(&op.method, &req.url, None, req.body.clone())
-            .await;
+        let (s, body) = send(&server, op, req, None).await;
         calls += 1;
         if s != 401 {
             failures.push(format!(
@@ -649,9 +803,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
                     (s, body)
                 }
                 _ => {
-                    let (s, body) = server
-                        .call(&op.method, &req.url, Some(&token), req.body.clone())
-                        .await;
+                    let (s, body) = send(&server, op, req, Some(&token)).await;
                     if req.names_b && !(s == 403 || s == 404) {
                         failures.push(format!(
                             "{who}: {} {} naming B gave {s}, expected 403 or 404: {body}",
@@ -771,13 +923,16 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
         }
         let mut outcomes = Vec::new();
         let mut ok = false;
-        for (who, token) in &staff_tokens {
-            let (s, body) = server
-                .call(&op.method, &req.url, Some(token), req.body.clone())
-                .await;
+        let owner = [("B's own user", b_subject_token.clone())];
+        let baseline_tokens: &[(&str, String)] = match req.staff {
+            StaffExpect::Owner => &owner,
+            _ => &staff_tokens,
+        };
+        for (who, token) in baseline_tokens {
+            let (s, body) = send(&server, op, req, Some(token)).await;
             calls += 1;
             let passed = match req.staff {
-                StaffExpect::Success => (200..300).contains(&s),
+                StaffExpect::Success | StaffExpect::Owner => (200..300).contains(&s),
                 StaffExpect::Conflict => s == 409,
                 StaffExpect::Status(code) => s == code,
                 StaffExpect::Message(code, m) => s == code && body.to_string().contains(m),
