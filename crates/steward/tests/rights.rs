@@ -221,6 +221,53 @@ fn scenario(env: &Env) -> String {
     .unwrap();
     steward::ingest::cdr::ingest_records(core, &Actor::cli(), &t.tenant.id, &[call], false)
         .unwrap();
+    // Her entry in her employer's directory (linked to her by her email), and
+    // two contacts she synced from her phone with her consent.
+    let entry = steward::directory::create(
+        core,
+        &admin,
+        &t.tenant.id,
+        steward::directory::EntryInput {
+            display_name: NAME.into(),
+            title: Some("Head of Billing".into()),
+            emails: vec![steward_vcard::Typed {
+                value: EMAIL.to_uppercase(),
+                types: vec!["work".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(entry.subject_id, s, "linked to her user by her email");
+    consent::record(
+        core,
+        &me,
+        Record {
+            subject_id: s.clone(),
+            category: "device_contacts".into(),
+            purpose: "provision".into(),
+            action: Action::Grant,
+            channel: Channel::App,
+            evidence: None,
+        },
+    )
+    .unwrap();
+    for name in ["Bartholomew Ångström", "Ciarán Ó Dálaigh"] {
+        steward::contacts::sync(
+            core,
+            &me,
+            steward::contacts::SyncInput::Json(steward_vcard::Contact {
+                formatted_name: Some(name.into()),
+                phones: vec![steward_vcard::Typed {
+                    value: "+44 1632 960999".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+    }
 
     // A photo she keeps in the app (with her consent): a file in the blob store.
     let (photo, photo_bytes) = common::seed_media(core, &user, "rosalind-at-the-beach.jpg");
@@ -346,6 +393,21 @@ fn scenario(env: &Env) -> String {
         serde_json::from_str(&files["data/accounts.json"]).unwrap();
     assert!(accounts_json[0].get("password_hash").is_none());
     assert_eq!(accounts_json[0]["username"], "rquennell");
+    // Contacts as vCard, besides the generic JSON and CSV.
+    let device = steward_vcard::parse(files["contacts/device-contacts.vcf"].as_bytes()).unwrap();
+    let names: Vec<_> = device.iter().map(|c| c.formatted_name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            Some("Bartholomew Ångström".to_owned()),
+            Some("Ciarán Ó Dálaigh".to_owned())
+        ]
+    );
+    assert!(files["contacts/device-contacts.vcf"].contains("VERSION:4.0"));
+    let own = steward_vcard::parse_one(files["contacts/directory-entry.vcf"].as_bytes()).unwrap();
+    assert_eq!(own.formatted_name.as_deref(), Some(NAME));
+    assert_eq!(own.title.as_deref(), Some("Head of Billing"));
+    assert_eq!(own.uid, Some(format!("urn:uuid:{}", entry.id)));
     let art15: serde_json::Value = serde_json::from_str(&files["article15.json"]).unwrap();
     let disclosed = art15["disclosed_to"].as_array().unwrap();
     assert_eq!(disclosed.len(), 1);
