@@ -136,6 +136,43 @@ fn seed(core: &Arc<Steward>, tag: &str) -> People {
             },
         )
         .unwrap();
+        // A directory entry about them, and a contact they synced (with consent).
+        steward::directory::create(
+            core,
+            &cli,
+            &tenant.id,
+            steward::directory::EntryInput {
+                display_name: format!("Directory {}", acc.username),
+                emails: vec![steward_vcard::Typed {
+                    value: if acc.id == a.id { A_EMAIL } else { B_EMAIL }.to_owned(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        consent::record(
+            core,
+            &me,
+            Record {
+                subject_id: acc.subject_id.clone(),
+                category: "device_contacts".into(),
+                purpose: "provision".into(),
+                action: Action::Grant,
+                channel: Channel::App,
+                evidence: None,
+            },
+        )
+        .unwrap();
+        steward::contacts::sync(
+            core,
+            &me,
+            steward::contacts::SyncInput::Json(steward_vcard::Contact {
+                formatted_name: Some(format!("Friend of {}", acc.username)),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
         common::seed_media(core, acc, &format!("{}-photo.jpg", acc.username));
         // A produced portability bundle: the subject's stored copy (access_bundles).
         let copy = rights::create(
