@@ -528,7 +528,7 @@ fn subject_for(
     created.push(id.clone());
     // An entry known only by an extension is found by it next time, as call
     // record ingest finds the subject it created for an extension.
-    if let Some(p @ PartyKey::Pbx(_)) = c.phones.first() {
+    if let Some(p) = c.phones.iter().find(|p| matches!(p, PartyKey::Pbx(_))) {
         let idx = parties::blind_index(tx.core, p);
         tx.conn.execute(
             "UPDATE subjects SET party_idx = $1 WHERE id = $2",
@@ -821,7 +821,8 @@ fn from_card(contact: Contact) -> (EntryInput, Vec<String>) {
     note(!contact.addresses.is_empty(), "addresses");
     note(contact.note.is_some(), "note");
     note(!contact.urls.is_empty(), "urls");
-    // A card without FN is named by N, then by its organisation.
+    // A card without FN is named by N, then by its organisation, then by its
+    // first email address or phone number (phones export such cards).
     let display_name = trimmed(contact.formatted_name.clone())
         .or_else(|| {
             let n: Vec<&str> = [&contact.given_name, &contact.family_name]
@@ -832,6 +833,13 @@ fn from_card(contact: Contact) -> (EntryInput, Vec<String>) {
             (!n.is_empty()).then(|| n.join(" "))
         })
         .or_else(|| trimmed(contact.organization.clone()))
+        .or_else(|| {
+            contact
+                .emails
+                .iter()
+                .chain(&contact.phones)
+                .find_map(|t| trimmed(Some(t.value.clone())))
+        })
         .unwrap_or_default();
     (
         EntryInput {
@@ -1310,6 +1318,14 @@ mod tests {
             ..Contact::default()
         });
         assert_eq!(e.display_name, "Acme");
+        let (e, _) = from_card(Contact {
+            phones: vec![Typed {
+                value: " 2101 ".into(),
+                ..Typed::default()
+            }],
+            ..Contact::default()
+        });
+        assert_eq!(e.display_name, "2101");
         assert_eq!(from_card(Contact::default()).0.display_name, "");
     }
 
