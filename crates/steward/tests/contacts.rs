@@ -73,14 +73,6 @@ fn count(core: &Steward, sql: &str, p: &str) -> i64 {
         .unwrap()
 }
 
-fn entries_of(core: &Steward, tenant: &str) -> i64 {
-    count(
-        core,
-        "SELECT COUNT(*) FROM directory_entries WHERE tenant_id = $1",
-        tenant,
-    )
-}
-
 fn contacts_of(core: &Steward, subject: &str) -> i64 {
     count(
         core,
