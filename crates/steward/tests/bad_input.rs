@@ -998,6 +998,545 @@ async fn api_refuses_bad_input_and_changes_nothing() {
 }
 
 // ---------------------------------------------------------------------------
+// 1b. The business directory and device contacts: JSON and vCard bodies
+// ---------------------------------------------------------------------------
+
+/// Sends `body` with `content_type` on a fresh connection (the server may answer
+/// before reading an oversize body), retrying if the close raced the upload.
+async fn send_unread_as(
+    s: &Server,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    for _ in 0..3 {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let sent = http
+            .post(s.url(path))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await;
+        if let Ok(resp) = sent {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            return (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            );
+        }
+    }
+    panic!("POST {path}: no response in 3 tries");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_and_directory_refuse_bad_input_and_change_nothing() {
+    let env = Env::sqlite();
+    let core = &env.core;
+    let cli = Actor::cli();
+    let tenant = tenants::create(core, &cli, "Contacts Input Ltd", Some("CI-1")).unwrap();
+    let user =
+        accounts::create_user(core, &cli, &tenant.id, new_user("ci-user", Role::Subject)).unwrap();
+    accounts::create_user(
+        core,
+        &cli,
+        &tenant.id,
+        new_user("ci-admin", Role::TenantAdmin),
+    )
+    .unwrap();
+    let tid = tenant.id.clone();
+    let s = Server::start(env.core.clone()).await;
+    let admin = s.login("ci-admin").await;
+    let me = s.login("ci-user").await;
+    // Something stored in each: an entry, the user's consent and one contact.
+    let dir = format!("/api/v1/tenants/{tid}/directory");
+    let (st, entry) = s
+        .call(
+            "POST",
+            &dir,
+            Some(&admin),
+            Some(json!({"display_name": "Kept Person", "emails": [{"value": "kept@ci.example.test"}]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{entry}");
+    let one = format!("{dir}/{}", entry["id"].as_str().unwrap());
+    let (st, body) = s
+        .call(
+            "POST",
+            &format!("/api/v1/subjects/{}/consents", user.subject_id),
+            Some(&me),
+            Some(json!({"category": "device_contacts", "purpose": "provision", "action": "grant"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let mine = "/api/v1/me/device-contacts";
+    let (st, body) = s
+        .call(
+            "POST",
+            mine,
+            Some(&me),
+            Some(json!({"uid": "kept-1", "formatted_name": "Kept Friend"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let sync = s
+        .call("GET", &format!("{dir}/sync"), Some(&me), None)
+        .await
+        .1;
+    let token = sync["token"].as_str().unwrap().to_owned();
+
+    let before = snapshot(&env);
+
+    // The directory's JSON body: every generic case, then values that name their field.
+    let entries = JsonRoute {
+        name: "directory entry",
+        path: dir.clone(),
+        token: Some(admin.clone()),
+        // Scalar fields only, so that a wrong type is reported at the field itself
+        // (the lists are covered below); the domain also wants an email or phone.
+        valid: json!({"display_name": "New Person", "title": "Engineer", "department": "R&D"}),
+        required: &["display_name"],
+    };
+    generic_json_cases(&s, &entries).await;
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            entries.with("display_name", json!("  ")),
+            "display_name",
+            "empty",
+        ),
+        (
+            entries.with("emails", json!([{"value": "no-at-sign"}])),
+            "emails[0].value",
+            "@",
+        ),
+        (
+            entries.with("emails", json!([{"value": "a@b.test", "kind": "work"}])),
+            "emails[0].kind",
+            "unknown field",
+        ),
+        (
+            entries.with(
+                "emails",
+                json!([{"value": "a@b.test", "types": ["has space"]}]),
+            ),
+            "emails[0].types[0]",
+            "word",
+        ),
+        (entries.with("emails", json!([])), "emails", "phone number"),
+        (
+            entries.with("title", json!("t".repeat(300))),
+            "title",
+            "over the limit",
+        ),
+        (
+            entries.with("title", json!("a\u{0}b")),
+            "title",
+            "control character",
+        ),
+        (
+            entries.with("phones", json!(vec![json!({"value": "1"}); 21])),
+            "phones",
+            "21 entries",
+        ),
+        (
+            entries.with("emails", json!([{"value": "kept@ci.example.test"}])),
+            "",
+            "already has an entry",
+        ),
+    ];
+    for (body, field, needle) in cases {
+        let got = entries.send_json(&s, &body).await;
+        if field.is_empty() {
+            rejected(format!("directory: {body}"), got, 409, "conflict").names(needle);
+        } else {
+            rejected(format!("directory: {body}"), got, 400, "invalid")
+                .field(field)
+                .names(needle);
+        }
+    }
+    // The same through PUT, on the stored entry.
+    for (body, status, field) in [
+        (br#"{"display_name": "X""#.to_vec(), 400, None),
+        (
+            br#"{"display_name": "X", "nick": 1}"#.to_vec(),
+            400,
+            Some("nick"),
+        ),
+        (
+            br#"{"display_name": "X", "emails": [{"value": "nope"}]}"#.to_vec(),
+            400,
+            Some("emails[0].value"),
+        ),
+        (
+            br#"{"emails": [{"value": "x@ci.example.test"}]}"#.to_vec(),
+            400,
+            Some("display_name"),
+        ),
+    ] {
+        let got = s
+            .raw("PUT", &one, Some(&admin), "application/json", body.clone())
+            .await;
+        let r = rejected(
+            format!("PUT entry {}", String::from_utf8_lossy(&body)),
+            got,
+            status,
+            "invalid",
+        );
+        if let Some(f) = field {
+            r.field(f);
+        }
+    }
+    let (st, _) = s
+        .raw("PUT", &one, Some(&admin), "text/plain", b"{}".to_vec())
+        .await;
+    assert_eq!(st, 415);
+
+    // Import: vCard files that cannot be read name the line (and the card).
+    let import = format!("{dir}/import");
+    let iphone = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/vcard/iphone-3.0.vcf"),
+    )
+    .unwrap();
+    let vcards: Vec<(&str, Vec<u8>, &str, Vec<&str>)> = vec![
+        (
+            "truncated",
+            iphone[..iphone.len() / 2].to_vec(),
+            "vcard",
+            vec!["without END:VCARD", "truncated"],
+        ),
+        (
+            "no BEGIN",
+            b"VERSION:3.0\r\nFN:Nobody\r\nEND:VCARD\r\n".to_vec(),
+            "vcard",
+            vec!["line 1", "expected BEGIN:VCARD"],
+        ),
+        (
+            "no END",
+            b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Open\r\nEMAIL:o@ci.example.test\r\n".to_vec(),
+            "vcard",
+            vec!["line 4", "without END:VCARD"],
+        ),
+        (
+            "binary junk",
+            vec![0x00, 0xFF, 0xFE, 0x13, 0x37, 0x80, 0x81, b'\n', 0x00],
+            "vcard",
+            vec!["line 1"],
+        ),
+        (
+            "Latin-1 in a 3.0 card",
+            b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Fran\xe7ois\r\nEMAIL:f@ci.example.test\r\nEND:VCARD\r\n"
+                .to_vec(),
+            "vcard",
+            vec!["line 3", "not valid UTF-8"],
+        ),
+        (
+            "bad base64 photo",
+            b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:P\r\nEMAIL:p@ci.example.test\r\nPHOTO;ENCODING=b;TYPE=JPEG:/9j/4A**\r\nEND:VCARD\r\n"
+                .to_vec(),
+            "vcard",
+            vec!["line 5", "PHOTO", "base64"],
+        ),
+        (
+            "unsupported version",
+            b"BEGIN:VCARD\r\nVERSION:5.0\r\nFN:x\r\nEND:VCARD\r\n".to_vec(),
+            "vcard",
+            vec!["line 2", "VERSION"],
+        ),
+        ("empty", Vec::new(), "vcard", vec!["empty"]),
+        (
+            "a bad email in the second card",
+            b"BEGIN:VCARD\r\nFN:A\r\nEMAIL:a@ci.example.test\r\nEND:VCARD\r\nBEGIN:VCARD\r\nFN:B\r\nEMAIL:b-at-ci\r\nEND:VCARD\r\n"
+                .to_vec(),
+            "emails[0].value",
+            vec!["card 2", "line 5"],
+        ),
+    ];
+    for (label, body, field, needles) in vcards {
+        let r = rejected(
+            format!("import: {label}"),
+            s.raw("POST", &import, Some(&admin), "text/vcard", body)
+                .await,
+            400,
+            "invalid",
+        );
+        r.field(field);
+        for n in needles {
+            r.names(n);
+        }
+    }
+    for ct in ["application/json", "text/plain", "multipart/form-data"] {
+        rejected(
+            format!("import as {ct}"),
+            s.raw(
+                "POST",
+                &import,
+                Some(&admin),
+                ct,
+                b"BEGIN:VCARD\r\nFN:x\r\nTEL:1\r\nEND:VCARD\r\n".to_vec(),
+            )
+            .await,
+            415,
+            "invalid",
+        )
+        .names("text/vcard");
+    }
+    let mut big = iphone.clone();
+    big.resize(steward::directory::MAX_IMPORT_BYTES + 1, b'\n');
+    rejected(
+        "import over the limit",
+        send_unread_as(&s, &import, &admin, "text/vcard", big).await,
+        413,
+        "payload_too_large",
+    );
+
+    // Sync and format parameters.
+    let sync_path = format!("{dir}/sync");
+    for (query, field) in [
+        ("since=garbage", Some("since")),
+        ("since=1.AAAAAAAAAAAAAAAAAAAAAA", Some("since")),
+        (&*format!("since={token}x"), Some("since")),
+        ("limit=0", Some("limit")),
+        ("limit=100000", Some("limit")),
+        ("limit=-1", None),
+        ("limit=abc", None),
+        ("since=a&since=b", None),
+        ("colour=red", None),
+    ] {
+        let r = rejected(
+            format!("sync?{query}"),
+            s.call("GET", &format!("{sync_path}?{query}"), Some(&me), None)
+                .await,
+            400,
+            "invalid",
+        );
+        if let Some(f) = field {
+            r.field(f);
+        }
+    }
+    for query in [
+        "format=xml",
+        "version=2.1",
+        "format=json&version=3.0",
+        "style=x",
+    ] {
+        rejected(
+            format!("entry?{query}"),
+            s.call("GET", &format!("{one}?{query}"), Some(&me), None)
+                .await,
+            400,
+            "invalid",
+        );
+    }
+    rejected(
+        "export?version=5",
+        s.call("GET", &format!("{dir}/export?version=5"), Some(&me), None)
+            .await,
+        400,
+        "invalid",
+    )
+    .field("version");
+
+    // Device contacts: malformed JSON and vCards, each naming the field or line.
+    let raw_json: Vec<(&str, Vec<u8>, Option<&str>, &str)> = vec![
+        (
+            "truncated",
+            br#"{"formatted_name": "A"#.to_vec(),
+            None,
+            "line 1",
+        ),
+        (
+            "trailing",
+            br#"{"formatted_name": "A"} x"#.to_vec(),
+            None,
+            "trailing",
+        ),
+        ("not an object", br#"["A"]"#.to_vec(), None, "JSON object"),
+        (
+            "unknown field",
+            br#"{"formatted_name": "A", "nickname": "B"}"#.to_vec(),
+            Some("nickname"),
+            "unknown field",
+        ),
+        (
+            "duplicate",
+            br#"{"formatted_name": "A", "formatted_name": "B"}"#.to_vec(),
+            Some("formatted_name"),
+            "duplicate",
+        ),
+        (
+            "wrong type",
+            br#"{"formatted_name": 5}"#.to_vec(),
+            Some("formatted_name"),
+            "invalid type",
+        ),
+        (
+            "phones not a list",
+            br#"{"phones": "+44"}"#.to_vec(),
+            Some("phones"),
+            "invalid type",
+        ),
+        (
+            "phone without value",
+            br#"{"phones": [{"types": ["cell"]}]}"#.to_vec(),
+            Some("phones[0]"),
+            "missing field",
+        ),
+        (
+            "photo not base64",
+            br#"{"formatted_name": "A", "photo": {"media_type": "image/png", "data": "***"}}"#
+                .to_vec(),
+            Some("photo.data"),
+            "base64",
+        ),
+        (
+            "photo not an image",
+            br#"{"formatted_name": "A", "photo": {"media_type": "text/html", "data": "PGI+"}}"#
+                .to_vec(),
+            Some("photo.media_type"),
+            "not an image",
+        ),
+        ("empty contact", b"{}".to_vec(), Some("contact"), "is empty"),
+        (
+            "blank name",
+            br#"{"formatted_name": "   ", "phones": [{"value": "1"}]}"#.to_vec(),
+            Some("formatted_name"),
+            "empty",
+        ),
+        (
+            "bad birthday",
+            br#"{"formatted_name": "A", "birthday": "19850412"}"#.to_vec(),
+            Some("birthday"),
+            "1985-04-12",
+        ),
+        (
+            "not UTF-8",
+            b"{\"formatted_name\": \"\xff\xfe\"}".to_vec(),
+            None,
+            "line 1",
+        ),
+    ];
+    for (label, body, field, needle) in raw_json {
+        let r = rejected(
+            format!("device contact JSON: {label}"),
+            s.raw("POST", mine, Some(&me), "application/json", body)
+                .await,
+            400,
+            "invalid",
+        );
+        r.names(needle);
+        if let Some(f) = field {
+            r.field(f);
+        }
+    }
+    let big_photo = steward_vcard::to_vcard(
+        &steward_vcard::Contact {
+            formatted_name: Some("Huge Photo".into()),
+            photo: Some(steward_vcard::Photo {
+                media_type: "image/jpeg".into(),
+                data: vec![0xD8; steward::contacts::LIMITS.max_photo_bytes + 1],
+            }),
+            ..Default::default()
+        },
+        steward_vcard::Version::V3,
+    );
+    let vcards: Vec<(&str, Vec<u8>, &str, Vec<&str>)> = vec![
+        (
+            "truncated",
+            iphone[..iphone.len() / 2].to_vec(),
+            "vcard",
+            vec!["truncated"],
+        ),
+        (
+            "no BEGIN",
+            b"FN:x\r\nEND:VCARD\r\n".to_vec(),
+            "vcard",
+            vec!["line 1", "BEGIN:VCARD"],
+        ),
+        ("binary junk", vec![0xFF; 64], "vcard", vec!["line 1"]),
+        (
+            "bad encoding",
+            b"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:M\xfcller\r\nEND:VCARD\r\n".to_vec(),
+            "vcard",
+            vec!["line 3", "not valid UTF-8"],
+        ),
+        (
+            "huge photo",
+            big_photo.into_bytes(),
+            "photo.data",
+            vec!["over the limit", "line 1"],
+        ),
+        (
+            "two cards",
+            b"BEGIN:VCARD\r\nFN:a\r\nEND:VCARD\r\nBEGIN:VCARD\r\nFN:b\r\nEND:VCARD\r\n".to_vec(),
+            "vcard",
+            vec!["exactly one vCard", "line 4"],
+        ),
+        ("empty", Vec::new(), "vcard", vec!["empty"]),
+    ];
+    for (label, body, field, needles) in vcards {
+        let r = rejected(
+            format!("device contact vCard: {label}"),
+            s.raw("POST", mine, Some(&me), "text/vcard", body).await,
+            400,
+            "invalid",
+        );
+        r.field(field);
+        for n in needles {
+            r.names(n);
+        }
+    }
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonp",
+    ] {
+        rejected(
+            format!("device contact as {ct}"),
+            s.raw("POST", mine, Some(&me), ct, b"{}".to_vec()).await,
+            415,
+            "invalid",
+        );
+    }
+    let mut huge = b"{\"note\": \"".to_vec();
+    huge.resize(steward::contacts::MAX_BODY + 1, b'a');
+    rejected(
+        "device contact over the body limit",
+        send_unread_as(&s, mine, &me, "application/json", huge).await,
+        413,
+        "payload_too_large",
+    );
+    rejected(
+        "device contact path not UTF-8",
+        s.call("GET", &format!("{mine}/%FF"), Some(&me), None).await,
+        400,
+        "invalid",
+    );
+
+    // The server kept serving, and nothing stored changed.
+    let (st, body) = s.call("GET", mine, Some(&me), None).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body[0]["contact"]["formatted_name"], "Kept Friend");
+    assert_unchanged(&before, &snapshot(&env));
+    // Sanity: the snapshot sees a good request's change.
+    let (st, _) = entries
+        .send_json(
+            &s,
+            &entries.with("emails", json!([{"value": "new@ci.example.test"}])),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_ne!(
+        snapshot(&env)["data.directory_entries"],
+        before["data.directory_entries"]
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 2. Login throttling
 // ---------------------------------------------------------------------------
 

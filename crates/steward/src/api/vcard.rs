@@ -106,6 +106,16 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromReq
         }
         if ct.as_deref().is_some_and(is_json) {
             let b = bytes(req, state, LIMIT).await?;
+            // serde reads a struct from an array too, field by field in order;
+            // a contact is sent as an object, so anything else is refused.
+            if b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[') {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "invalid request body: expected a JSON object (one contact)",
+                    None,
+                ));
+            }
             return parse_json(&b).map(|v| JsonOrVcardBody(JsonOrVcard::Json(v)));
         }
         Err(ApiError::new(
