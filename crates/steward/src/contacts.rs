@@ -62,9 +62,15 @@ const UID_KIND: IdentifierKind = IdentifierKind::Other("device_contact_uid");
 
 /// How a contact arrives.
 pub enum SyncInput {
-    Json(Contact),
+    Json(Box<Contact>),
     /// One vCard (2.1, 3.0 or 4.0).
     Vcard(Vec<u8>),
+}
+
+impl SyncInput {
+    pub fn json(contact: Contact) -> SyncInput {
+        SyncInput::Json(Box::new(contact))
+    }
 }
 
 /// A synced contact.
@@ -104,7 +110,7 @@ fn permit(tx: &mut Tx<'_>, owner: &str) -> Result<String> {
 /// The contact a sync body holds, checked.
 fn read_input(input: SyncInput) -> Result<Contact> {
     let (contact, at) = match input {
-        SyncInput::Json(c) => (c, String::new()),
+        SyncInput::Json(c) => (*c, String::new()),
         SyncInput::Vcard(bytes) => {
             let mut cards = steward_vcard::parse_located(&bytes)
                 .map_err(|e| Error::invalid("vcard", e.to_string()))?;

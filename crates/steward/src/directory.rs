@@ -386,14 +386,25 @@ fn decrypt(core: &Steward, r: &Row) -> Result<Option<Entry>> {
     }))
 }
 
-/// The tenant's next change number (the row lock orders the tenant's writers,
-/// so changes commit in number order).
-fn next_seq(tx: &mut Tx<'_>, tenant_id: &str) -> Result<i64> {
+/// Takes the tenant's directory lock (its `directory_state` row) for the rest
+/// of the transaction. Every directory write takes it before it looks anything
+/// up, so two writers of one tenant cannot both find no entry for a person and
+/// both add one; and changes commit in the order of their numbers.
+fn lock(tx: &mut Tx<'_>, tenant_id: &str) -> Result<()> {
     tx.conn.execute(
         "INSERT INTO directory_state (tenant_id, seq, pruned_seq) VALUES ($1, 0, 0) \
          ON CONFLICT (tenant_id) DO NOTHING",
         params![tenant_id],
     )?;
+    tx.conn.execute(
+        "UPDATE directory_state SET seq = seq WHERE tenant_id = $1",
+        params![tenant_id],
+    )?;
+    Ok(())
+}
+
+/// The tenant's next change number (under the lock taken by [`lock`]).
+fn next_seq(tx: &mut Tx<'_>, tenant_id: &str) -> Result<i64> {
     tx.conn
         .query_opt(
             "UPDATE directory_state SET seq = seq + 1 WHERE tenant_id = $1 RETURNING seq",
@@ -738,6 +749,7 @@ pub fn create(core: &Steward, actor: &Actor, tenant_id: &str, input: EntryInput)
     let c = clean(core, input, "")?;
     write(core, actor, |tx, created| {
         tenant_exists(tx.conn, tenant_id)?;
+        lock(tx, tenant_id)?;
         let (entry, _) = store(tx, tenant_id, None, &c, created, "api")?;
         prune(tx, tenant_id)?;
         Ok(entry)
@@ -757,6 +769,8 @@ pub fn update(
     rule(core)?;
     let c = clean(core, input, "")?;
     write(core, actor, |tx, created| {
+        tenant_exists(tx.conn, tenant_id)?;
+        lock(tx, tenant_id)?;
         let existing =
             load(tx, tenant_id, entry_id)?.ok_or_else(|| Error::NotFound("entry".into()))?;
         let (entry, _) = store(tx, tenant_id, Some(&existing), &c, created, "api")?;
@@ -770,6 +784,8 @@ pub fn update(
 pub fn delete(core: &Steward, actor: &Actor, tenant_id: &str, entry_id: &str) -> Result<()> {
     require_manager(actor, tenant_id)?;
     core.write(actor, |tx| {
+        tenant_exists(tx.conn, tenant_id)?;
+        lock(tx, tenant_id)?;
         let subject = tx
             .conn
             .query_opt(
@@ -891,6 +907,7 @@ pub fn import_vcard(
     }
     write(core, actor, |tx, created| {
         tenant_exists(tx.conn, tenant_id)?;
+        lock(tx, tenant_id)?;
         let mut report = ImportReport {
             created: 0,
             updated: 0,
@@ -1143,9 +1160,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Change rows of the tenant whose entry is gone without a deletion being
-/// recorded (erasure, retention and restores delete rows through the registry)
-/// become deletions with new numbers, so devices hear of them.
-pub fn reconcile(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<u64> {
+/// recorded (erasure, retention, a consent purge and restores delete rows
+/// through the registry) become deletions with new numbers, so devices hear of
+/// them. Steward's own housekeeping: audited as `system:directory`.
+pub fn reconcile(core: &Steward, tenant_id: &str) -> Result<u64> {
     const ORPHANS: &str = "SELECT c.entry_id FROM directory_changes c WHERE c.tenant_id = $1 \
                            AND c.deleted = 0 AND NOT EXISTS \
                            (SELECT 1 FROM directory_entries e WHERE e.id = c.entry_id)";
@@ -1153,7 +1171,8 @@ pub fn reconcile(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<u64> 
     if found.is_empty() {
         return Ok(0);
     }
-    core.write(actor, |tx| {
+    core.write(&Actor::system("directory"), |tx| {
+        lock(tx, tenant_id)?;
         // Again inside the transaction: another sync may have done it.
         let rows = tx.conn.query(ORPHANS, params![tenant_id])?;
         let ids = rows
@@ -1204,7 +1223,7 @@ pub fn sync(
     if exists.is_none() {
         return Err(Error::NotFound("tenant".into()));
     }
-    reconcile(core, actor, tenant_id)?;
+    reconcile(core, tenant_id)?;
     let (state, rows) = core.db.read(|c| {
         let state = c
             .query_opt(

@@ -167,7 +167,7 @@ fn seed(core: &Arc<Steward>, tag: &str) -> People {
         steward::contacts::sync(
             core,
             &me,
-            steward::contacts::SyncInput::Json(steward_vcard::Contact {
+            steward::contacts::SyncInput::json(steward_vcard::Contact {
                 formatted_name: Some(format!("Friend of {}", acc.username)),
                 ..Default::default()
             }),

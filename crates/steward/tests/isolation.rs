@@ -653,7 +653,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
         steward::contacts::sync(
             &core,
             &b_user,
-            steward::contacts::SyncInput::Json(steward_vcard::Contact {
+            steward::contacts::SyncInput::json(steward_vcard::Contact {
                 formatted_name: Some(name.to_owned()),
                 phones: vec![steward_vcard::Typed {
                     value: phone.to_owned(),

@@ -257,7 +257,7 @@ fn scenario(env: &Env) -> String {
         steward::contacts::sync(
             core,
             &me,
-            steward::contacts::SyncInput::Json(steward_vcard::Contact {
+            steward::contacts::SyncInput::json(steward_vcard::Contact {
                 formatted_name: Some(name.into()),
                 phones: vec![steward_vcard::Typed {
                     value: "+44 1632 960999".into(),

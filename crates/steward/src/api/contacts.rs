@@ -55,7 +55,7 @@ async fn post_contact(
     JsonOrVcardBody(body): JsonOrVcardBody<Contact, MAX_BODY>,
 ) -> ApiResult<(StatusCode, Json<DeviceContact>)> {
     let input = match body {
-        JsonOrVcard::Json(c) => SyncInput::Json(c),
+        JsonOrVcard::Json(c) => SyncInput::json(c),
         JsonOrVcard::Vcard(b) => SyncInput::Vcard(b.to_vec()),
     };
     let (contact, created) = blocking(&s, move |core| contacts::sync(core, &a, input)).await?;
