@@ -53,11 +53,11 @@
 //! staff and the CLI, who see the directory from outside the tenant, are audited
 //! as `read` (tenant-level, with the count).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
-use steward_crypto::{IdentifierKind, normalize};
+use steward_crypto::{DataKey, IdentifierKind, normalize};
 use steward_policy::{ConsentRule, UseError};
 use steward_store::{Conn, Row, Value, params};
 use steward_vcard::{Contact, Limits, Typed, Version};
@@ -456,9 +456,14 @@ fn prune(tx: &mut Tx<'_>, tenant_id: &str) -> Result<u64> {
 
 /// Subjects of the tenant matching the entry's identifiers, best first: a user
 /// wins, then the entry's earliest identifier, then the oldest subject.
-fn look_up(tx: &mut Tx<'_>, tenant_id: &str, c: &Clean) -> Result<Option<String>> {
-    let keys = &tx.core.keys;
-    // (column, index, rank)
+fn look_up(
+    core: &Steward,
+    conn: &mut dyn Conn,
+    tenant_id: &str,
+    c: &Clean,
+) -> steward_store::StoreResult<Option<String>> {
+    let keys = &core.keys;
+    // In the entry's order: emails, then numbers and extensions.
     let mut wanted: Vec<(&str, Vec<u8>)> = c
         .emails
         .iter()
@@ -469,60 +474,62 @@ fn look_up(tx: &mut Tx<'_>, tenant_id: &str, c: &Clean) -> Result<Option<String>
             PartyKey::Phone(_) => "phone_idx",
             PartyKey::Pbx(_) => "party_idx",
         };
-        wanted.push((column, parties::blind_index(tx.core, p)));
+        wanted.push((column, parties::blind_index(core, p)));
     }
-    if wanted.is_empty() {
-        return Ok(None);
-    }
-    let mut conditions = Vec::new();
-    let mut values = vec![Value::from(tenant_id)];
-    for (column, idx) in &wanted {
-        values.push(Value::Bytes(idx.clone()));
-        conditions.push(format!("{column} = ${}", values.len()));
-    }
-    let rows = tx.conn.query(
-        &format!(
-            "SELECT id, kind, created_at, email_idx, phone_idx, party_idx FROM subjects \
-             WHERE tenant_id = $1 AND kind <> 'visitor' AND ({})",
-            conditions.join(" OR ")
-        ),
-        &values,
-    )?;
+    // One indexed query per identifier (an OR across three columns would scan
+    // the tenant's subjects).
     let mut best: Option<((bool, usize, i64, String), String)> = None;
-    for r in &rows {
-        let id = r.text(0)?;
-        let not_user = r.text(1)? != SubjectKind::User.as_str();
-        let held = [
-            ("email_idx", r.opt_bytes(3)?),
-            ("phone_idx", r.opt_bytes(4)?),
-            ("party_idx", r.opt_bytes(5)?),
-        ];
-        let rank = wanted
-            .iter()
-            .position(|(col, idx)| {
-                held.iter()
-                    .any(|(c, v)| c == col && v.as_deref() == Some(idx.as_slice()))
-            })
-            .unwrap_or(usize::MAX);
-        let order = (not_user, rank, r.i64(2)?, id.clone());
-        if best.as_ref().is_none_or(|(b, _)| order < *b) {
-            best = Some((order, id));
+    for (rank, (column, idx)) in wanted.iter().enumerate() {
+        let rows = conn.query(
+            &format!(
+                "SELECT id, kind, created_at FROM subjects \
+                 WHERE {column} = $1 AND tenant_id = $2 AND kind <> 'visitor'"
+            ),
+            params![idx.clone(), tenant_id],
+        )?;
+        for r in &rows {
+            let id = r.text(0)?;
+            let not_user = r.text(1)? != SubjectKind::User.as_str();
+            let order = (not_user, rank, r.i64(2)?, id.clone());
+            if best.as_ref().is_none_or(|(b, _)| order < *b) {
+                best = Some((order, id));
+            }
         }
     }
     Ok(best.map(|(_, id)| id))
 }
 
-/// The subject an entry is about: found, or created (its id pushed to `created`
-/// so its key can be destroyed if the transaction rolls back).
+/// Who an entry is about, as [`look_up`] found them.
+enum Person {
+    Found(String),
+    /// Nobody yet: a subject is made, with this id and key if they were made
+    /// beforehand.
+    New(Option<(String, DataKey)>),
+}
+
+impl Person {
+    fn from(found: Option<String>) -> Person {
+        match found {
+            Some(id) => Person::Found(id),
+            None => Person::New(None),
+        }
+    }
+}
+
+/// The subject an entry is about: the one found, or a new one (its id pushed
+/// to `created`, so that its key can be destroyed if the transaction rolls
+/// back).
 fn subject_for(
     tx: &mut Tx<'_>,
     tenant_id: &str,
     c: &Clean,
+    person: Person,
     created: &mut Vec<String>,
 ) -> Result<String> {
-    if let Some(id) = look_up(tx, tenant_id, c)? {
-        return Ok(id);
-    }
+    let premade = match person {
+        Person::Found(id) => return Ok(id),
+        Person::New(premade) => premade,
+    };
     let phone = c.phones.iter().find_map(|p| match p {
         PartyKey::Phone(e164) => Some(e164.clone()),
         PartyKey::Pbx(_) => None,
@@ -535,7 +542,13 @@ fn subject_for(
             name: Some(c.fields.display_name.clone()),
         },
     )?;
-    let id = subjects::insert(tx, tenant_id, SubjectKind::Contact, &n)?;
+    let id = match premade {
+        Some((id, key)) => {
+            subjects::insert_keyed(tx, tenant_id, SubjectKind::Contact, &n, &id, &key)?;
+            id
+        }
+        None => subjects::insert(tx, tenant_id, SubjectKind::Contact, &n)?,
+    };
     created.push(id.clone());
     // An entry known only by an extension is found by it next time, as call
     // record ingest finds the subject it created for an extension.
@@ -598,17 +611,19 @@ impl Outcome {
 }
 
 /// Writes `c` as a new entry, or over `existing`, sealed with the key of the
-/// subject its identifiers lead to. `via` goes into the audit detail.
+/// subject its identifiers lead to (`person`: what [`look_up`] gave for `c`).
+/// `via` goes into the audit detail.
 fn store(
     tx: &mut Tx<'_>,
     tenant_id: &str,
     existing: Option<&Entry>,
     c: &Clean,
+    person: Person,
     created: &mut Vec<String>,
     via: &str,
 ) -> Result<(Entry, Outcome)> {
     let rule = rule(tx.core)?;
-    let subject_id = subject_for(tx, tenant_id, c, created)?;
+    let subject_id = subject_for(tx, tenant_id, c, person, created)?;
     if let Some(other) = entry_of_subject(tx, tenant_id, &subject_id)?
         && existing.is_none_or(|e| e.id != other)
     {
@@ -750,7 +765,8 @@ pub fn create(core: &Steward, actor: &Actor, tenant_id: &str, input: EntryInput)
     write(core, actor, |tx, created| {
         tenant_exists(tx.conn, tenant_id)?;
         lock(tx, tenant_id)?;
-        let (entry, _) = store(tx, tenant_id, None, &c, created, "api")?;
+        let found = look_up(tx.core, tx.conn, tenant_id, &c)?;
+        let (entry, _) = store(tx, tenant_id, None, &c, Person::from(found), created, "api")?;
         prune(tx, tenant_id)?;
         Ok(entry)
     })
@@ -773,7 +789,16 @@ pub fn update(
         lock(tx, tenant_id)?;
         let existing =
             load(tx, tenant_id, entry_id)?.ok_or_else(|| Error::NotFound("entry".into()))?;
-        let (entry, _) = store(tx, tenant_id, Some(&existing), &c, created, "api")?;
+        let found = look_up(tx.core, tx.conn, tenant_id, &c)?;
+        let (entry, _) = store(
+            tx,
+            tenant_id,
+            Some(&existing),
+            &c,
+            Person::from(found),
+            created,
+            "api",
+        )?;
         prune(tx, tenant_id)?;
         Ok(entry)
     })
@@ -905,7 +930,36 @@ pub fn import_vcard(
         let c = clean(core, input, &at)?;
         prepared.push((card.card, card.line, at, uid, c, ignored));
     }
-    write(core, actor, |tx, created| {
+    // Keys for the people who will need a new subject, made before the
+    // transaction: each is a key-store transaction of its own, and on
+    // PostgreSQL several run at once. Keys left unused are destroyed below.
+    let new_people: Vec<usize> = core.db.read(|conn| {
+        let mut new = Vec::new();
+        for (card, _, _, _, c, _) in &prepared {
+            if look_up(core, conn, tenant_id, c)?.is_none() {
+                new.push(*card);
+            }
+        }
+        Ok(new)
+    })?;
+    let ids: Vec<String> = new_people
+        .iter()
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let made = match parties::per_key(core, &ids, |id| core.keys.create_subject_key(id)) {
+        Ok(keys) => keys,
+        Err(e) => {
+            for id in &ids {
+                core.keys.shred_subject_key(id)?;
+            }
+            return Err(e);
+        }
+    };
+    let mut premade: HashMap<usize, (String, DataKey)> = new_people
+        .into_iter()
+        .zip(ids.iter().cloned().zip(made))
+        .collect();
+    let res = write(core, actor, |tx, created| {
         tenant_exists(tx.conn, tenant_id)?;
         lock(tx, tenant_id)?;
         let mut report = ImportReport {
@@ -921,24 +975,36 @@ pub fn import_vcard(
                 Some(id) => load(tx, tenant_id, id)?,
                 None => None,
             };
-            let existing = match by_uid {
-                Some(e) => Some(e),
-                None => match look_up(tx, tenant_id, c)? {
-                    Some(subject) => match entry_of_subject(tx, tenant_id, &subject)? {
-                        Some(id) => load(tx, tenant_id, &id)?,
-                        None => None,
-                    },
+            let found = look_up(tx.core, tx.conn, tenant_id, c)?;
+            let existing = match (by_uid, &found) {
+                (Some(e), _) => Some(e),
+                (None, Some(subject)) => match entry_of_subject(tx, tenant_id, subject)? {
+                    Some(id) => load(tx, tenant_id, &id)?,
                     None => None,
                 },
+                (None, None) => None,
             };
-            let (entry, outcome) = store(tx, tenant_id, existing.as_ref(), c, created, "import")
-                .map_err(|e| match e {
-                    Error::Conflict(m) => Error::Invalid {
-                        field: Some("vcard".into()),
-                        message: format!("{at}{m}"),
-                    },
-                    other => other,
-                })?;
+            // Only a person still not found takes a key made for them.
+            let person = match found {
+                Some(id) => Person::Found(id),
+                None => Person::New(premade.remove(card)),
+            };
+            let (entry, outcome) = store(
+                tx,
+                tenant_id,
+                existing.as_ref(),
+                c,
+                person,
+                created,
+                "import",
+            )
+            .map_err(|e| match e {
+                Error::Conflict(m) => Error::Invalid {
+                    field: Some("vcard".into()),
+                    message: format!("{at}{m}"),
+                },
+                other => other,
+            })?;
             if let Some(first) = written.insert(entry.id.clone(), *card) {
                 return Err(Error::invalid(
                     "vcard",
@@ -963,7 +1029,13 @@ pub fn import_vcard(
         }
         prune(tx, tenant_id)?;
         Ok(report)
-    })
+    });
+    // Keys made for people who turned out not to need them (or for a file that
+    // was refused): nothing sealed with them survives.
+    for (id, _) in premade.into_values() {
+        core.keys.shred_subject_key(&id)?;
+    }
+    res
 }
 
 /// Every entry of the tenant (rows whose subject is being erased are skipped).

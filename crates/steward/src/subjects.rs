@@ -111,8 +111,22 @@ pub(crate) fn insert(
     n: &Normalized,
 ) -> Result<String> {
     let id = uuid::Uuid::now_v7().to_string();
+    let key = tx.core.keys.create_subject_key(&id)?;
+    insert_keyed(tx, tenant_id, kind, n, &id, &key)?;
+    Ok(id)
+}
+
+/// [`insert`] with a key made beforehand (`KeyStore::create_subject_key(id)`),
+/// for callers that make many keys at once outside the transaction.
+pub(crate) fn insert_keyed(
+    tx: &mut Tx<'_>,
+    tenant_id: &str,
+    kind: SubjectKind,
+    n: &Normalized,
+    id: &str,
+    key: &steward_crypto::DataKey,
+) -> Result<()> {
     let keys = &tx.core.keys;
-    let key = keys.create_subject_key(&id)?;
     let email_idx = n
         .email
         .as_deref()
@@ -125,18 +139,18 @@ pub(crate) fn insert(
         "INSERT INTO subjects (id, tenant_id, kind, email_enc, email_idx, phone_enc, phone_idx, \
          name_enc, created_at, last_engagement_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         params![
-            id.as_str(),
+            id,
             tenant_id,
             kind.as_str(),
-            fields::seal_opt(&key, "subjects.email", &id, n.email.as_deref())?,
+            fields::seal_opt(key, "subjects.email", id, n.email.as_deref())?,
             email_idx,
-            fields::seal_opt(&key, "subjects.phone", &id, n.phone.as_deref())?,
+            fields::seal_opt(key, "subjects.phone", id, n.phone.as_deref())?,
             phone_idx,
-            fields::seal_opt(&key, "subjects.name", &id, n.name.as_deref())?,
+            fields::seal_opt(key, "subjects.name", id, n.name.as_deref())?,
             tx.at
         ],
     )?;
-    Ok(id)
+    Ok(())
 }
 
 const COLUMNS: &str = "id, tenant_id, kind, email_enc, phone_enc, name_enc, created_at, \

@@ -1248,6 +1248,15 @@ async fn contacts_and_directory_refuse_bad_input_and_change_nothing() {
             vec!["line 2", "VERSION"],
         ),
         ("empty", Vec::new(), "vcard", vec!["empty"]),
+        // Both cards are a new person: keys are made for both before the
+        // transaction, and destroyed again with it (the key store is in the snapshot).
+        (
+            "one new person twice",
+            b"BEGIN:VCARD\r\nFN:Twin\r\nEMAIL:twin@ci.example.test\r\nEND:VCARD\r\nBEGIN:VCARD\r\nFN:Twin\r\nEMAIL:TWIN@ci.example.test\r\nEND:VCARD\r\n"
+                .to_vec(),
+            "vcard",
+            vec!["card 2", "line 5", "same person as card 1"],
+        ),
         (
             "a bad email in the second card",
             b"BEGIN:VCARD\r\nFN:A\r\nEMAIL:a@ci.example.test\r\nEND:VCARD\r\nBEGIN:VCARD\r\nFN:B\r\nEMAIL:b-at-ci\r\nEND:VCARD\r\n"

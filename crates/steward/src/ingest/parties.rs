@@ -332,7 +332,7 @@ impl Parties {
 /// Calls the key store once per id. Each call is a transaction of its own; on
 /// PostgreSQL several run at once from a few threads, so that their round trips
 /// (and commits) overlap.
-fn per_key<T: Send>(
+pub(crate) fn per_key<T: Send>(
     core: &Steward,
     ids: &[String],
     f: impl Fn(&str) -> Result<T> + Sync,
