@@ -66,6 +66,7 @@ async fn post_entry(
 }
 
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SyncQuery {
     /// The token the previous sync returned; leave out for a full sync.
@@ -96,6 +97,7 @@ async fn get_sync(
 }
 
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `4.0` (default) or `3.0`; also from `Accept: text/vcard; version=3.0`.

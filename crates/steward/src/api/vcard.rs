@@ -130,6 +130,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromReq
 
 /// How a GET answers.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FormatQuery {
     /// `json` (the default) or `vcard`. Without it, an `Accept` header asking for
