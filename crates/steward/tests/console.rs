@@ -85,9 +85,34 @@ impl Browser {
         url: &str,
         form: &[(String, String)],
     ) -> (u16, String, reqwest::header::HeaderMap) {
+        self.send(method, url, form, None).await
+    }
+
+    /// A GET, or a POST of `form` with the CSRF token: urlencoded, or as
+    /// `multipart/form-data` (the token first, as the pages put it) with
+    /// `file` as the field `file`.
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        form: &[(String, String)],
+        file: Option<&[u8]>,
+    ) -> (u16, String, reqwest::header::HeaderMap) {
         let url = format!("{}{url}", self.base);
-        let r = match method {
-            "GET" => self.http.get(url).send().await.unwrap(),
+        let r = match (method, file) {
+            ("GET", _) => self.http.get(url).send().await.unwrap(),
+            (_, Some(bytes)) => {
+                let mut m = reqwest::multipart::Form::new().text("csrf", self.csrf.clone());
+                for (k, v) in form {
+                    m = m.text(k.clone(), v.clone());
+                }
+                let part = reqwest::multipart::Part::bytes(bytes.to_vec())
+                    .file_name("contacts.vcf")
+                    .mime_str("text/vcard")
+                    .unwrap();
+                m = m.part("file", part);
+                self.http.post(url).multipart(m).send().await.unwrap()
+            }
             _ => {
                 let mut f: Vec<(String, String)> = form.to_vec();
                 f.push(("csrf".into(), self.csrf.clone()));
@@ -98,10 +123,47 @@ impl Browser {
     }
 }
 
+/// B's directory entry: its name, email and number are needles too.
+const B_ENTRY_NAME: &str = "Xanthe Directoryperson";
+const B_ENTRY_EMAIL: &str = "xanthe.directory@zulu.test";
+const B_ENTRY_PHONE: &str = "+44 20 7946 0999";
+
+fn b_entry(core: &steward::Steward, b: &Seeded) -> String {
+    steward::directory::create(
+        core,
+        &Actor::cli(),
+        &b.tenant.id,
+        steward::directory::EntryInput {
+            display_name: B_ENTRY_NAME.into(),
+            title: Some("Head of Zulu Logistics".into()),
+            emails: vec![steward_vcard::Typed {
+                value: B_ENTRY_EMAIL.into(),
+                ..Default::default()
+            }],
+            phones: vec![steward_vcard::Typed {
+                value: B_ENTRY_PHONE.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .id
+}
+
+/// A vCard file B's directory can import.
+const B_IMPORT: &str = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Imported Zuluperson\r\n\
+                        EMAIL:imported@zulu.test\r\nEND:VCARD\r\n";
+
 /// Tenant B's identifiers; none may appear in an answer to A.
 fn needles(b: &Seeded) -> Vec<String> {
     let t = &b.tenant;
     let mut n = vec![t.id.clone(), t.name.clone()];
+    n.extend(
+        [B_ENTRY_NAME, B_ENTRY_EMAIL, "Zulu Logistics", "7946 0999"]
+            .iter()
+            .map(|s| (*s).to_owned()),
+    );
     n.extend(t.customer_number.clone());
     for a in b.all() {
         n.push(a.id.clone());
@@ -127,6 +189,8 @@ struct Call {
     /// What the page echoes back from the request itself (a search box).
     echo: Option<String>,
     form: Vec<(String, String)>,
+    /// A file sent as `multipart/form-data` with the form.
+    file: Option<Vec<u8>>,
     names_b: bool,
 }
 
@@ -136,7 +200,7 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn call_for(route: &Route, b: &Seeded, request_id: &str) -> Call {
+fn call_for(route: &Route, b: &Seeded, request_id: &str, entry_id: &str) -> Call {
     let mut url = String::new();
     let mut names_b = false;
     let mut rest = route.path;
@@ -147,6 +211,7 @@ fn call_for(route: &Route, b: &Seeded, request_id: &str) -> Call {
             "request_id" => request_id.to_owned(),
             "subject_id" => b.subject.subject_id.clone(),
             "account_id" => b.subject.id.clone(),
+            "entry_id" => entry_id.to_owned(),
             "file" if route.path.starts_with("/console/static") => "console.css".into(),
             "file" => "article30.csv".into(),
             other => panic!(
@@ -162,7 +227,48 @@ fn call_for(route: &Route, b: &Seeded, request_id: &str) -> Call {
     url.push_str(rest);
     let tenant = b.tenant.id.as_str();
     let mut echo = None;
+    let mut file = None;
+    let entry = |name: &str, email: &str, phone: &str| {
+        pairs(&[
+            ("tenant", tenant),
+            ("display_name", name),
+            ("given_name", ""),
+            ("family_name", ""),
+            ("organization", "Zulu Ltd"),
+            ("department", ""),
+            ("title", "Head of Zulu Logistics"),
+            ("emails", email),
+            ("phones", phone),
+        ])
+    };
     let form = match (route.method, route.path) {
+        ("GET", "/console/directory") | ("GET", "/console/directory/{entry_id}") => {
+            url.push_str(&format!("?tenant={tenant}"));
+            names_b = true;
+            vec![]
+        }
+        ("GET", "/console/directory/export") => {
+            url.push_str(&format!("?tenant={tenant}&version=3.0"));
+            names_b = true;
+            vec![]
+        }
+        ("POST", "/console/directory") => {
+            names_b = true;
+            entry("Zuluadded Person", "zulu.added@zulu.test", "2101")
+        }
+        ("POST", "/console/directory/{entry_id}") => entry(
+            &format!("{B_ENTRY_NAME} Edited"),
+            B_ENTRY_EMAIL,
+            B_ENTRY_PHONE,
+        ),
+        ("POST", "/console/directory/{entry_id}/delete") => {
+            pairs(&[("tenant", tenant), ("confirm", "yes")])
+        }
+        ("POST", "/console/directory/import") => {
+            names_b = true;
+            file = Some(B_IMPORT.as_bytes().to_vec());
+            pairs(&[("tenant", tenant)])
+        }
         ("GET", "/console/users") => {
             url.push_str(&format!("?tenant={tenant}"));
             names_b = true;
@@ -225,6 +331,7 @@ fn call_for(route: &Route, b: &Seeded, request_id: &str) -> Call {
         url,
         echo,
         form,
+        file,
         names_b,
     }
 }
@@ -290,6 +397,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
     )
     .unwrap()
     .id;
+    let entry_id = b_entry(&core, &b);
     let staff_op = provider_staff(&core, "console-op", Role::Operator);
     let staff_dpo = provider_staff(&core, "console-dpo", Role::Dpo);
     let server = Server::start(core.clone()).await;
@@ -301,7 +409,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
     );
     let calls: Vec<(Route, Call)> = routes
         .iter()
-        .map(|r| (*r, call_for(r, &b, &request_id)))
+        .map(|r| (*r, call_for(r, &b, &request_id, &entry_id)))
         .collect();
     let mut failures = Vec::new();
     let mut matrix = Vec::new();
@@ -373,7 +481,9 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
                 }
                 continue;
             }
-            let (s, body, _) = browser.call(route.method, &call.url, &call.form).await;
+            let (s, body, _) = browser
+                .send(route.method, &call.url, &call.form, call.file.as_deref())
+                .await;
             matrix.push(format!(
                 "{role_name:<13} {:<5} {:<45} {s}",
                 route.method, route.path
@@ -448,6 +558,12 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
         }
     }
 
+    // B's directory as it was.
+    let b_dir = steward::directory::list(&core, &Actor::cli(), &b.tenant.id).unwrap();
+    if b_dir.len() != 1 || b_dir[0].fields.display_name != B_ENTRY_NAME {
+        failures.push(format!("B's directory changed: {b_dir:?}"));
+    }
+
     // Baseline: provider staff (or B's own admin and subject, for their pages)
     // get through with the same requests, in an order the workflow allows.
     let op = Browser::login(&server, &staff_op.username).await;
@@ -464,6 +580,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
         "/console/requests/{request_id}/bundle",
     ];
     let last = [
+        "/console/directory/{entry_id}/delete",
         "/console/users/{account_id}/password",
         "/console/users/{account_id}/disable",
         "/console/users/{account_id}/enable",
@@ -483,11 +600,14 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
         let who = match route.audience {
             Audience::Roles(r) if r == [Role::TenantAdmin] => &b_admin,
             Audience::Roles(r) if r == [Role::Subject] => &b_subject,
-            _ if route.path.contains("/users") => &op,
+            _ if route.path.contains("/users") || route.path.contains("/directory") => &op,
             _ => &dpo,
         };
-        let (s, body, h) = who.call(route.method, &call.url, &call.form).await;
+        let (s, body, h) = who
+            .send(route.method, &call.url, &call.form, call.file.as_deref())
+            .await;
         let expected: &[u16] = match route.path {
+            "/console/directory/import" => &[200],
             "/console/requests/{request_id}/rectify"
             | "/console/requests/{request_id}/erase"
             | "/console/requests/{request_id}/refuse"

@@ -18,7 +18,7 @@ mod requests;
 mod subjects;
 mod system;
 mod tenants;
-mod vcard;
+pub(crate) mod vcard;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

@@ -52,7 +52,7 @@ pub struct UsersQuery {
 
 /// The tenant a user page is about: the one named (provider staff may name any
 /// they see), else the viewer's own.
-fn tenant_of_page(c: &Console, named: Option<&str>) -> Result<String> {
+pub(super) fn tenant_of_page(c: &Console, named: Option<&str>) -> Result<String> {
     match named.filter(|t| !t.is_empty()) {
         Some(t) => {
             c.actor.require_tenant(t, "tenant")?;

@@ -16,6 +16,7 @@
 
 mod assets;
 mod charts;
+mod directory;
 mod employer;
 mod portal;
 mod session;
@@ -23,7 +24,7 @@ mod staff;
 mod views;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -342,6 +343,72 @@ fn table() -> Vec<(Route, MethodRouter<AppState>)> {
                 "the employer's answer on a request",
             ),
             post(employer::answer),
+        ),
+        // Employer: the business directory.
+        (
+            r(
+                "GET",
+                "/console/directory",
+                Roles(USER_ADMINS),
+                "the business directory, with search",
+            ),
+            get(directory::list),
+        ),
+        (
+            r(
+                "POST",
+                "/console/directory",
+                Roles(USER_ADMINS),
+                "add a directory entry",
+            ),
+            post(directory::create),
+        ),
+        (
+            r(
+                "POST",
+                "/console/directory/import",
+                Roles(USER_ADMINS),
+                "import a vCard file (multipart upload)",
+            ),
+            post(directory::import).layer(DefaultBodyLimit::max(session::upload_body_limit(
+                crate::directory::MAX_IMPORT_BYTES,
+            ))),
+        ),
+        (
+            r(
+                "GET",
+                "/console/directory/export",
+                Roles(USER_ADMINS),
+                "download the directory as vCard 4.0 or 3.0",
+            ),
+            get(directory::export),
+        ),
+        (
+            r(
+                "GET",
+                "/console/directory/{entry_id}",
+                Roles(USER_ADMINS),
+                "one directory entry: edit and remove",
+            ),
+            get(directory::entry),
+        ),
+        (
+            r(
+                "POST",
+                "/console/directory/{entry_id}",
+                Roles(USER_ADMINS),
+                "save a directory entry",
+            ),
+            post(directory::update),
+        ),
+        (
+            r(
+                "POST",
+                "/console/directory/{entry_id}/delete",
+                Roles(USER_ADMINS),
+                "remove a directory entry (with a confirmation box)",
+            ),
+            post(directory::delete),
         ),
         // Subject.
         (

@@ -239,15 +239,129 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
             _ => "",
         };
         if !token::constant_time_eq(sent.as_bytes(), console.csrf.as_bytes()) {
-            return Err(WebError::Page(
-                StatusCode::FORBIDDEN,
-                "This form has expired or did not come from this console: reload the page and \
-                 try again."
-                    .into(),
-            ));
+            return Err(csrf_refused());
         }
         let form = decode(&rest)?;
         Ok(CsrfForm(console, form))
+    }
+}
+
+/// A `multipart/form-data` form carrying one file (`file`), posted by a
+/// logged-in account. The CSRF token must come before the file (the forms put
+/// it first), so a forged upload is refused before its file is read. The file
+/// may hold at most `LIMIT` bytes; the route's body limit is set to twice that
+/// (see [`upload_body_limit`]), so a file a little too large is read to its end
+/// and answered with a message next to the field instead of a cut connection.
+pub struct CsrfUpload<const LIMIT: usize>(pub Console, pub Upload);
+
+/// What an upload form sent.
+pub struct Upload {
+    /// The text fields, in order (without the CSRF token).
+    pub fields: Vec<(String, String)>,
+    /// The file's bytes (`None`: no file chosen), or why it was not taken.
+    pub file: Result<Option<Bytes>, String>,
+}
+
+/// The body limit of an upload route whose file may hold `limit` bytes.
+pub const fn upload_body_limit(limit: usize) -> usize {
+    limit.saturating_mul(2).saturating_add(MAX_FORM)
+}
+
+fn csrf_refused() -> WebError {
+    WebError::Page(
+        StatusCode::FORBIDDEN,
+        "This form has expired or did not come from this console: reload the page and try again."
+            .into(),
+    )
+}
+
+fn unreadable(e: axum::extract::multipart::MultipartError) -> WebError {
+    WebError::Page(
+        e.status(),
+        sentence(&format!("the form could not be read: {}", e.body_text())),
+    )
+}
+
+fn size_label(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{} KiB", bytes / 1024)
+    }
+}
+
+impl<const LIMIT: usize> FromRequest<AppState> for CsrfUpload<LIMIT> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let console = Console::from_request_parts(&mut parts, state).await?;
+        same_origin(&parts.headers)?;
+        let mut form =
+            axum::extract::Multipart::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(|_| {
+                    WebError::Page(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "Send the form as multipart/form-data.".into(),
+                    )
+                })?;
+        let mut fields = Vec::new();
+        let mut file = Ok(None);
+        let mut verified = false;
+        while let Some(mut field) = form.next_field().await.map_err(unreadable)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name != "file" {
+                let value = field.text().await.map_err(unreadable)?;
+                if name == "csrf" {
+                    if verified
+                        || !token::constant_time_eq(value.as_bytes(), console.csrf.as_bytes())
+                    {
+                        return Err(csrf_refused());
+                    }
+                    verified = true;
+                } else {
+                    fields.push((name, value));
+                }
+                continue;
+            }
+            if !verified {
+                return Err(csrf_refused());
+            }
+            let mut bytes = Vec::new();
+            let mut over = false;
+            while let Some(chunk) = field.chunk().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    WebError::Page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("The file is larger than {}.", size_label(LIMIT)),
+                    )
+                } else {
+                    unreadable(e)
+                }
+            })? {
+                // Past the limit the rest is read and dropped, so that the
+                // browser gets the answer rather than a reset connection.
+                over |= bytes.len() + chunk.len() > LIMIT;
+                if !over {
+                    bytes.extend_from_slice(&chunk);
+                }
+            }
+            file = if over {
+                Err(format!(
+                    "The file is larger than {}: split it into smaller files.",
+                    size_label(LIMIT)
+                ))
+            } else if bytes.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(Bytes::from(bytes)))
+            };
+        }
+        if !verified {
+            return Err(csrf_refused());
+        }
+        Ok(CsrfUpload(console, Upload { fields, file }))
     }
 }
 

@@ -99,6 +99,7 @@ impl Layout {
             Role::Subject => items.push(("/console/me", "My data")),
             Role::TenantAdmin => {
                 items.push(("/console/users", "Users"));
+                items.push(("/console/directory", "Directory"));
                 items.push(("/console/notices", "Requests"));
             }
             Role::Operator | Role::Dpo => {
@@ -114,6 +115,7 @@ impl Layout {
                 items.push(("/console/policy", "Policy"));
                 if c.role == Role::Operator {
                     items.push(("/console/users", "Users"));
+                    items.push(("/console/directory", "Directory"));
                 }
             }
         }
