@@ -1036,3 +1036,229 @@ async fn malformed_console_input_is_refused_with_a_clear_message() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_pages_refuse_bad_input_next_to_the_field() {
+    let env = Env::sqlite();
+    let a = seed_tenant(&env.core, "dirbad");
+    let server = Server::start(env.core.clone()).await;
+    let admin = Browser::login(&server, &a.admin.username).await;
+    let tenant = a.tenant.id.as_str();
+    let entries = || steward::directory::list(&env.core, &Actor::cli(), tenant).unwrap();
+    let form = |name: &str, emails: &str, phones: &str| {
+        pairs(&[
+            ("tenant", tenant),
+            ("display_name", name),
+            ("title", ""),
+            ("emails", emails),
+            ("phones", phones),
+        ])
+    };
+    let invalid_at = |body: &str, id: &str| {
+        body.contains(&format!("id=\"{id}-error\""))
+            && body.contains(&format!("aria-describedby=\"{id}-error"))
+            && body.contains("aria-invalid=\"true\"")
+    };
+
+    // The entry form: each problem next to its field, what was typed kept.
+    let (s, body, _) = admin
+        .call("POST", "/console/directory", &form(" ", "ann@dirbad.test", ""))
+        .await;
+    assert!(s == 400 && invalid_at(&body, "add-display_name"), "{s} {body}");
+    assert!(body.contains("ann@dirbad.test"), "the form keeps the input");
+    let (s, body, _) = admin
+        .call(
+            "POST",
+            "/console/directory",
+            &form("Ann", "ann@dirbad.test\nnot an address", ""),
+        )
+        .await;
+    assert!(s == 400 && invalid_at(&body, "add-emails"), "{s} {body}");
+    assert!(body.contains("Line 2"), "{body}");
+    let (s, body, _) = admin
+        .call("POST", "/console/directory", &form("Ann", "", ""))
+        .await;
+    assert!(s == 400 && invalid_at(&body, "add-emails"), "{s} {body}");
+    let (s, body, _) = admin
+        .call(
+            "POST",
+            "/console/directory",
+            &form(&"x".repeat(300), "ann@dirbad.test", ""),
+        )
+        .await;
+    assert!(s == 400 && invalid_at(&body, "add-display_name"), "{s} {body}");
+    assert!(entries().is_empty());
+    // A field the page does not send.
+    let mut extra = form("Ann", "ann@dirbad.test", "");
+    extra.push(("subject_id".into(), "x".into()));
+    let (s, body, _) = admin.call("POST", "/console/directory", &extra).await;
+    assert!(s == 400 && body.contains("subject_id"), "{s} {body}");
+
+    // Added; the same person again is a conflict shown above the form.
+    let (s, _, h) = admin
+        .call(
+            "POST",
+            "/console/directory",
+            &form("Ann Example", "ann@dirbad.test", "+44 20 7946 0101"),
+        )
+        .await;
+    assert_eq!(s, 303);
+    assert!(h["location"].to_str().unwrap().contains("done=created"));
+    let (s, body, _) = admin
+        .call(
+            "POST",
+            "/console/directory",
+            &form("Ann Again", "ANN@dirbad.test", ""),
+        )
+        .await;
+    assert!(s == 409 && body.contains("role=\"alert\""), "{s} {body}");
+    let id = entries()[0].id.clone();
+
+    // Search.
+    let (s, body, _) = admin
+        .call(
+            "GET",
+            &format!("/console/directory?tenant={tenant}&q=7946+0101"),
+            &[],
+        )
+        .await;
+    assert!(s == 200 && body.contains("Ann Example"), "{body}");
+    let (_, body, _) = admin
+        .call("GET", "/console/directory?q=nobody-here", &[])
+        .await;
+    assert!(!body.contains("Ann Example") && body.contains("No entry matches"));
+
+    // Editing: a bad second email line; removing without the box ticked.
+    let (s, body, _) = admin
+        .call(
+            "POST",
+            &format!("/console/directory/{id}"),
+            &form("Ann Example", "ann@dirbad.test\n@@", ""),
+        )
+        .await;
+    assert!(s == 400 && invalid_at(&body, "edit-emails"), "{s} {body}");
+    let (s, body, _) = admin
+        .call(
+            "POST",
+            &format!("/console/directory/{id}/delete"),
+            &pairs(&[("tenant", tenant)]),
+        )
+        .await;
+    assert!(s == 400 && invalid_at(&body, "delete-confirm"), "{s} {body}");
+    assert_eq!(entries().len(), 1);
+    // Another tenant's or an unknown entry: 404.
+    let (s, _, _) = admin
+        .call("GET", "/console/directory/no-such-entry", &[])
+        .await;
+    assert_eq!(s, 404);
+
+    // Import: a file whose second card has a bad email is refused whole, the
+    // card and its line named next to the file field.
+    let bad = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Bo Good\r\nEMAIL:bo@dirbad.test\r\nEND:VCARD\r\n\
+               BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Cy Bad\r\nEMAIL:cy at dirbad\r\nEND:VCARD\r\n";
+    let upload = |bytes: &[u8]| {
+        let bytes = bytes.to_vec();
+        let admin = &admin;
+        async move {
+            admin
+                .send(
+                    "POST",
+                    "/console/directory/import",
+                    &pairs(&[("tenant", tenant)]),
+                    Some(&bytes),
+                )
+                .await
+        }
+    };
+    let (s, body, _) = upload(bad.as_bytes()).await;
+    assert!(s == 400 && invalid_at(&body, "import-file"), "{s} {body}");
+    assert!(
+        body.contains("Card 2") && body.contains("line 6"),
+        "the card and its line: {body}"
+    );
+    assert_eq!(entries().len(), 1, "nothing imported");
+    let (s, body, _) = upload(b"").await;
+    assert!(s == 400 && body.contains("Choose a vCard file"), "{body}");
+    let (s, body, _) = upload(b"this is not a vcard").await;
+    assert!(s == 400 && invalid_at(&body, "import-file"), "{s} {body}");
+    let mut big = b"BEGIN:VCARD\r\n".to_vec();
+    big.resize(steward::directory::MAX_IMPORT_BYTES + 1, b'\n');
+    let (s, body, _) = upload(&big).await;
+    assert!(s == 413 && invalid_at(&body, "import-file"), "{s}");
+    assert!(body.contains("larger than 16 MiB"), "{body}");
+    assert_eq!(entries().len(), 1);
+    // A real phone export: imported, with what a directory entry does not keep.
+    let iphone = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/vcard/iphone-3.0.vcf"
+    ))
+    .unwrap();
+    let (s, body, _) = upload(&iphone).await;
+    assert!(s == 200 && body.contains("Import report"), "{s} {body}");
+    assert!(body.contains("photo"), "{body}");
+    assert_eq!(entries().len(), 2);
+
+    // The upload's CSRF token: missing, another session's, or after the file.
+    let base = &server.base;
+    let part = || {
+        reqwest::multipart::Part::bytes(bad.as_bytes().to_vec())
+            .file_name("x.vcf")
+    };
+    let r = admin
+        .http
+        .post(format!("{base}/console/directory/import"))
+        .multipart(reqwest::multipart::Form::new().text("tenant", tenant.to_owned()).part("file", part()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = admin
+        .http
+        .post(format!("{base}/console/directory/import"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("file", part())
+                .text("csrf", admin.csrf.clone()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = admin
+        .http
+        .post(format!("{base}/console/directory/import"))
+        .form(&pairs(&[("csrf", &admin.csrf), ("tenant", tenant)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    assert_eq!(entries().len(), 2);
+
+    // Export: both versions, every entry, its UID for re-import.
+    for (v, marker) in [("4.0", "VERSION:4.0"), ("3.0", "VERSION:3.0")] {
+        let (s, body, h) = admin
+            .call("GET", &format!("/console/directory/export?version={v}"), &[])
+            .await;
+        assert_eq!(s, 200);
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/vcard"));
+        assert!(h["content-disposition"].to_str().unwrap().contains("attachment"));
+        assert_eq!(body.matches(marker).count(), 2, "{body}");
+        assert!(body.contains(&format!("urn:uuid:{id}")));
+    }
+    let (s, body, _) = admin
+        .call("GET", "/console/directory/export?version=2.1", &[])
+        .await;
+    assert!(s == 400 && body.contains("2.1"), "{body}");
+
+    // Removing with the box ticked.
+    let (s, _, h) = admin
+        .call(
+            "POST",
+            &format!("/console/directory/{id}/delete"),
+            &pairs(&[("tenant", tenant), ("confirm", "yes")]),
+        )
+        .await;
+    assert_eq!(s, 303);
+    assert!(h["location"].to_str().unwrap().contains("done=deleted"));
+    assert_eq!(entries().len(), 1);
+}
