@@ -227,3 +227,181 @@ async fn copy_of_my_data(env: Env, d: demo::Demo) {
     assert!(timeline.iter().any(|t| t.event == "downloaded"));
     chrome.close().await;
 }
+
+/// Seeds a few colleagues into Northwind's directory, for the page to show.
+fn seed_directory(env: &Env, d: &demo::Demo) {
+    let people = [
+        (
+            "Priya Shah",
+            "Operations Director",
+            "priya.shah@northwind.example",
+            "+44 20 7946 0010",
+        ),
+        (
+            "Tom Hughes",
+            "Support Engineer",
+            "tom.hughes@northwind.example",
+            "2102",
+        ),
+        (
+            "Asha Patel",
+            "Account Manager",
+            "asha.patel@northwind.example",
+            "+44 20 7946 0031",
+        ),
+        (
+            "Reception",
+            "Front desk",
+            "reception@northwind.example",
+            "2100",
+        ),
+    ];
+    for (name, title, email, phone) in people {
+        let typed = |v: &str| steward_vcard::Typed {
+            value: v.to_owned(),
+            ..Default::default()
+        };
+        steward::directory::create(
+            &env.core,
+            &Actor::cli(),
+            &d.northwind.id,
+            steward::directory::EntryInput {
+                display_name: name.into(),
+                title: Some(title.into()),
+                organization: Some("Northwind Telecom Ltd".into()),
+                emails: vec![typed(email)],
+                phones: vec![typed(phone)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn an_employer_adds_a_directory_entry_that_a_user_receives_through_sync() {
+    let env = Env::sqlite();
+    let d = demo::seed(&env);
+    seed_directory(&env, &d);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(directory_reaches_the_app(env, d));
+}
+
+async fn directory_reaches_the_app(env: Env, d: demo::Demo) {
+    use fantoccini::key::Key;
+
+    let Some(chrome) = Chrome::start().await else {
+        return;
+    };
+    let server = Server::start(env.core.clone()).await;
+    let base = server.base.clone();
+    let shots = screenshot_dir();
+    let sync_url = format!("/api/v1/tenants/{}/directory/sync", d.northwind.id);
+
+    // Gwen's App has synced the directory: it holds a token from before the change.
+    let gwen = server.login(&d.gwen.username).await;
+    let (s, first) = server.call("GET", &sync_url, Some(&gwen), None).await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(first["full"], true);
+    assert_eq!(first["upserts"].as_array().unwrap().len(), 4);
+    let sync = |since: serde_json::Value| {
+        let (server, gwen, url) = (&server, &gwen, &sync_url);
+        async move {
+            let t = since.as_str().unwrap();
+            let (s, page) = server
+                .call("GET", &format!("{url}?since={t}"), Some(gwen), None)
+                .await;
+            assert_eq!(s, 200, "{page}");
+            assert_eq!(page["full"], false, "an incremental change: {page}");
+            page
+        }
+    };
+
+    // The employer's admin adds an entry, by keyboard from the first field on.
+    chrome.login(&base, &d.admin.username, PASSWORD).await;
+    chrome.goto(&format!("{base}/console/directory")).await;
+    assert!(chrome.text("h1").await.contains("Northwind Telecom Ltd"));
+    chrome.click("#add-display_name").await;
+    let typed = [
+        "Morgan Lee",
+        "Head of Billing",
+        "Morgan",
+        "Lee",
+        "Northwind Telecom Ltd",
+        "Finance",
+        "morgan.lee@northwind.example",
+        "+44 20 7946 0042",
+    ];
+    for (i, text) in typed.iter().enumerate() {
+        let field = chrome.client.active_element().await.unwrap();
+        field.send_keys(text).await.unwrap();
+        let next = if i + 1 < typed.len() {
+            Key::Tab.to_string()
+        } else {
+            // Tab to the button, Enter to send.
+            format!("{}{}", Key::Tab, Key::Enter)
+        };
+        field.send_keys(&next).await.unwrap();
+    }
+    let flash = chrome.text(".flash").await;
+    assert!(flash.contains("added"), "{flash}");
+    let table = chrome.text("table.directory").await;
+    assert!(
+        table.contains("Morgan Lee") && table.contains("Head of Billing"),
+        "{table}"
+    );
+    chrome.screenshot(&shots, "directory", DESKTOP.0).await;
+
+    // Gwen's next sync brings it, as a change since her token.
+    let page = sync(first["token"].clone()).await;
+    let upserts = page["upserts"].as_array().unwrap();
+    assert_eq!(upserts.len(), 1, "{page}");
+    assert_eq!(upserts[0]["display_name"], "Morgan Lee");
+    assert_eq!(upserts[0]["title"], "Head of Billing");
+    assert_eq!(
+        upserts[0]["emails"][0]["value"],
+        "morgan.lee@northwind.example"
+    );
+    assert!(page["deletions"].as_array().unwrap().is_empty());
+    let id = upserts[0]["id"].as_str().unwrap().to_owned();
+
+    // The admin edits it: the change arrives at the next sync.
+    chrome
+        .goto(&format!("{base}/console/directory?q=morgan"))
+        .await;
+    chrome.click("table.directory a").await;
+    chrome
+        .wait_for_path(&format!("/console/directory/{id}"))
+        .await;
+    chrome.fill("#edit-title", "Director of Billing").await;
+    chrome.click("#edit-form button[type=submit]").await;
+    chrome.wait_for_path("/console/directory").await;
+    assert!(chrome.text(".flash").await.contains("saved"));
+    let page = sync(page["token"].clone()).await;
+    let upserts = page["upserts"].as_array().unwrap();
+    assert_eq!(upserts.len(), 1, "{page}");
+    assert_eq!(
+        (upserts[0]["id"].as_str(), upserts[0]["title"].as_str()),
+        (Some(id.as_str()), Some("Director of Billing"))
+    );
+
+    // Removing needs the box ticked; then the deletion reaches the App.
+    chrome.goto(&format!("{base}/console/directory/{id}")).await;
+    chrome.click("#delete-form button[type=submit]").await;
+    let err = chrome.text("#delete-confirm-error").await;
+    assert!(err.contains("Tick the box"), "{err}");
+    let page_unchanged = sync(page["token"].clone()).await;
+    assert!(page_unchanged["deletions"].as_array().unwrap().is_empty());
+    chrome.click("#delete-confirm").await;
+    chrome.click("#delete-form button[type=submit]").await;
+    chrome.wait_for_path("/console/directory").await;
+    assert!(chrome.text(".flash").await.contains("removed"));
+    assert!(!chrome.text("main").await.contains("Morgan Lee"));
+    let page = sync(page["token"].clone()).await;
+    assert!(page["upserts"].as_array().unwrap().is_empty(), "{page}");
+    assert_eq!(page["deletions"], serde_json::json!([id]));
+    chrome.close().await;
+}

@@ -1062,9 +1062,16 @@ async fn directory_pages_refuse_bad_input_next_to_the_field() {
 
     // The entry form: each problem next to its field, what was typed kept.
     let (s, body, _) = admin
-        .call("POST", "/console/directory", &form(" ", "ann@dirbad.test", ""))
+        .call(
+            "POST",
+            "/console/directory",
+            &form(" ", "ann@dirbad.test", ""),
+        )
         .await;
-    assert!(s == 400 && invalid_at(&body, "add-display_name"), "{s} {body}");
+    assert!(
+        s == 400 && invalid_at(&body, "add-display_name"),
+        "{s} {body}"
+    );
     assert!(body.contains("ann@dirbad.test"), "the form keeps the input");
     let (s, body, _) = admin
         .call(
@@ -1086,7 +1093,10 @@ async fn directory_pages_refuse_bad_input_next_to_the_field() {
             &form(&"x".repeat(300), "ann@dirbad.test", ""),
         )
         .await;
-    assert!(s == 400 && invalid_at(&body, "add-display_name"), "{s} {body}");
+    assert!(
+        s == 400 && invalid_at(&body, "add-display_name"),
+        "{s} {body}"
+    );
     assert!(entries().is_empty());
     // A field the page does not send.
     let mut extra = form("Ann", "ann@dirbad.test", "");
@@ -1144,7 +1154,10 @@ async fn directory_pages_refuse_bad_input_next_to_the_field() {
             &pairs(&[("tenant", tenant)]),
         )
         .await;
-    assert!(s == 400 && invalid_at(&body, "delete-confirm"), "{s} {body}");
+    assert!(
+        s == 400 && invalid_at(&body, "delete-confirm"),
+        "{s} {body}"
+    );
     assert_eq!(entries().len(), 1);
     // Another tenant's or an unknown entry: 404.
     let (s, _, _) = admin
@@ -1200,14 +1213,15 @@ async fn directory_pages_refuse_bad_input_next_to_the_field() {
 
     // The upload's CSRF token: missing, another session's, or after the file.
     let base = &server.base;
-    let part = || {
-        reqwest::multipart::Part::bytes(bad.as_bytes().to_vec())
-            .file_name("x.vcf")
-    };
+    let part = || reqwest::multipart::Part::bytes(bad.as_bytes().to_vec()).file_name("x.vcf");
     let r = admin
         .http
         .post(format!("{base}/console/directory/import"))
-        .multipart(reqwest::multipart::Form::new().text("tenant", tenant.to_owned()).part("file", part()))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("tenant", tenant.to_owned())
+                .part("file", part()),
+        )
         .send()
         .await
         .unwrap();
@@ -1237,11 +1251,25 @@ async fn directory_pages_refuse_bad_input_next_to_the_field() {
     // Export: both versions, every entry, its UID for re-import.
     for (v, marker) in [("4.0", "VERSION:4.0"), ("3.0", "VERSION:3.0")] {
         let (s, body, h) = admin
-            .call("GET", &format!("/console/directory/export?version={v}"), &[])
+            .call(
+                "GET",
+                &format!("/console/directory/export?version={v}"),
+                &[],
+            )
             .await;
         assert_eq!(s, 200);
-        assert!(h["content-type"].to_str().unwrap().starts_with("text/vcard"));
-        assert!(h["content-disposition"].to_str().unwrap().contains("attachment"));
+        assert!(
+            h["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/vcard")
+        );
+        assert!(
+            h["content-disposition"]
+                .to_str()
+                .unwrap()
+                .contains("attachment")
+        );
         assert_eq!(body.matches(marker).count(), 2, "{body}");
         assert!(body.contains(&format!("urn:uuid:{id}")));
     }
