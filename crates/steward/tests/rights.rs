@@ -753,3 +753,65 @@ async fn a_subject_asks_for_a_copy_through_the_api() {
         ["received", "employer_notified", "verified", "exported"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_employer_reads_a_request_without_what_the_person_wrote() {
+    let env = Env::sqlite();
+    let t = seed_tenant(&env.core, "empview");
+    let other = seed_tenant(&env.core, "empother");
+    let staff = provider_staff(&env.core, "empview-staff-dpo", Role::Dpo);
+    let cli = Actor::cli();
+    let mut new = request(Kind::Erasure, SubjectRef::Id(t.subject.subject_id.clone()));
+    new.details = Some("please delete the photos of my divorce".into());
+    let id = rights::create(&env.core, &cli, new).unwrap().id;
+    rights::verify(&env.core, &cli, &id, "passport no. 123456789 checked").unwrap();
+    let server = common::Server::start(env.core.clone()).await;
+    let admin = server.login(&t.admin.username).await;
+    let dpo = server.login(&staff.username).await;
+    let path = format!("/api/v1/requests/{id}");
+
+    // Staff see everything.
+    let (s, full) = server.call("GET", &path, Some(&dpo), None).await;
+    assert_eq!(s, 200, "{full}");
+    assert_eq!(
+        full["request"]["details"],
+        "please delete the photos of my divorce"
+    );
+    assert!(full.to_string().contains("passport no. 123456789"));
+
+    // The employer: kind, dates, state and whose it is; not the details, not
+    // how the identity was checked, not by whom.
+    let (s, seen) = server.call("GET", &path, Some(&admin), None).await;
+    assert_eq!(s, 200, "{seen}");
+    let r = &seen["request"];
+    assert_eq!(r["kind"], "erasure");
+    assert_eq!(r["state"], "in_progress");
+    assert_eq!(r["subject_id"], t.subject.subject_id.as_str());
+    assert_eq!(r["due_on"], full["request"]["due_on"]);
+    for hidden in ["details", "verified_by", "verify_method", "verified_at"] {
+        assert!(r[hidden].is_null(), "{hidden}: {r}");
+    }
+    let text = seen.to_string();
+    assert!(
+        !text.contains("divorce") && !text.contains("passport"),
+        "{text}"
+    );
+    let events: Vec<&str> = seen["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["received", "employer_notified", "verified"]);
+    assert_eq!(seen["timeline"][0]["detail"]["kind"], "erasure");
+    assert_eq!(seen["timeline"][2]["detail"], serde_json::json!({}));
+    // The domain function says the same.
+    let direct = rights::get(&env.core, &accounts::actor_for(&t.admin), &id).unwrap();
+    assert!(direct.details.is_none() && direct.verify_method.is_none());
+
+    // Another employer's admin: 404, as for any object of another tenant.
+    let stranger = server.login(&other.admin.username).await;
+    let (s, body) = server.call("GET", &path, Some(&stranger), None).await;
+    assert_eq!(s, 404, "{body}");
+    assert!(!body.to_string().contains("erasure"));
+}

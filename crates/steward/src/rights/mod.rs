@@ -426,7 +426,41 @@ pub fn create(core: &Steward, actor: &Actor, new: NewRequest) -> Result<Request>
     get(core, actor, &request_id)
 }
 
-/// Loads a request the actor may see; staff and the subject themself.
+/// What an employer (tenant-admin) sees of a request about one of its users:
+/// that it exists, its kind, channel, dates and state, and whose it is, so that
+/// it can give its view. Not what the person wrote (`details`), not how their
+/// identity was checked or by whom, not the refusal ground and not the erasure
+/// record: those are between the person and the provider.
+fn employer_view(mut r: Request) -> Request {
+    r.details = None;
+    r.verified_by = None;
+    r.verify_method = None;
+    r.verified_at = None;
+    r.refusal_ground = None;
+    r.tombstone_id = None;
+    r
+}
+
+/// Timeline events an employer sees, and which of their facts: its own answer
+/// and the request's arrival; of the other steps only that they happened
+/// (a verification's method is free text staff typed).
+fn employer_event(mut e: TimelineEntry) -> TimelineEntry {
+    let keep: &[&str] = match e.event.as_str() {
+        "received" => &["kind", "channel", "due_on"],
+        "employer_input" => &["answer"],
+        _ => &[],
+    };
+    let detail = keep
+        .iter()
+        .filter_map(|k| e.detail.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+        .collect::<serde_json::Map<_, _>>();
+    e.detail = serde_json::Value::Object(detail);
+    e
+}
+
+/// Loads a request the actor may see: staff and the subject themself in full;
+/// the employer (tenant-admin of the request's tenant) without what only the
+/// person and the provider may see ([`employer_view`]).
 pub fn get(core: &Steward, actor: &Actor, id: &str) -> Result<Request> {
     let row = core
         .db
@@ -443,6 +477,16 @@ pub fn get(core: &Steward, actor: &Actor, id: &str) -> Result<Request> {
     if actor.role() == Some(Role::Subject) && !subject.as_deref().is_some_and(|s| actor.is_self(s))
     {
         return Err(Error::NotFound("request".into()));
+    }
+    if actor.role() == Some(Role::TenantAdmin)
+        && !subject.as_deref().is_some_and(|s| actor.is_self(s))
+    {
+        // The details are never opened for the employer.
+        let mut row = row;
+        if let Some(v) = row.0.get_mut(14) {
+            *v = steward_store::Value::Null;
+        }
+        return from_row(core, &row).map(employer_view);
     }
     from_row(core, &row)
 }
@@ -481,8 +525,12 @@ pub fn list(core: &Steward, actor: &Actor, due_within: Option<i64>) -> Result<Ve
     Ok(out)
 }
 
+/// A request's timeline, for whoever may see the request ([`get`]); the
+/// employer sees [`employer_event`]s.
 pub fn timeline(core: &Steward, actor: &Actor, id: &str) -> Result<Vec<TimelineEntry>> {
-    get(core, actor, id)?;
+    let req = get(core, actor, id)?;
+    let employer = actor.role() == Some(Role::TenantAdmin)
+        && !req.subject_id.as_deref().is_some_and(|s| actor.is_self(s));
     let rows = core.db.read(|c| {
         c.query(
             "SELECT at, actor, event, detail FROM request_events WHERE request_id = $1 ORDER BY seq",
@@ -491,12 +539,13 @@ pub fn timeline(core: &Steward, actor: &Actor, id: &str) -> Result<Vec<TimelineE
     })?;
     rows.iter()
         .map(|r| {
-            Ok(TimelineEntry {
+            let e = TimelineEntry {
                 at: r.i64(0)?,
                 actor: r.text(1)?,
                 event: r.text(2)?,
                 detail: serde_json::from_str(&r.text(3)?).unwrap_or_default(),
-            })
+            };
+            Ok(if employer { employer_event(e) } else { e })
         })
         .collect()
 }
