@@ -287,6 +287,21 @@ fn call_for(route: &Route, b: &Seeded, request_id: &str, entry_id: &str) -> Call
             ("login_csrf", "x"),
         ]),
         ("POST", "/console/logout") | ("POST", "/console/retention/run") => vec![],
+        ("POST", "/console/requests") => {
+            // Named by B's subject's email: another tenant's person is "nobody
+            // in your scope", said next to the field that echoes it.
+            let email = format!("{}@example.test", b.subject.username);
+            echo = Some(email.clone());
+            names_b = true;
+            pairs(&[
+                ("kind", "access"),
+                ("channel", "letter"),
+                ("received_on", ""),
+                ("by", "email"),
+                ("identifier", &email),
+                ("details", "recorded from the console"),
+            ])
+        }
         ("POST", "/console/requests/{request_id}/verify") => {
             pairs(&[("method", "console isolation test")])
         }
@@ -489,7 +504,10 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
                 route.method, route.path
             ));
             let admitted = route.audience.admits(account.role, false);
-            let refused = s == 403 || s == 404;
+            let nobody = route.path == "/console/requests"
+                && s == 400
+                && body.contains("Nobody in your scope");
+            let refused = s == 403 || s == 404 || nobody;
             if call.names_b && !refused {
                 failures.push(format!(
                     "A's {role_name}: {} {} naming B gave {s}, expected 403 or 404",
@@ -1033,6 +1051,113 @@ async fn malformed_console_input_is_refused_with_a_clear_message() {
         .await;
     assert!(
         s == 400 && body.contains("refuse-ground-error") && body.contains("backups"),
+        "{body}"
+    );
+
+    // Recording a request received by letter, phone or email: each problem
+    // next to its field, nothing recorded.
+    let before = steward::rights::list(&env.core, &Actor::cli(), None)
+        .unwrap()
+        .len();
+    let record = |kind: &str, channel: &str, received: &str, by: &str, who: &str| {
+        pairs(&[
+            ("kind", kind),
+            ("channel", channel),
+            ("received_on", received),
+            ("by", by),
+            ("identifier", who),
+            ("details", "Letter of 3 March, ref. 77"),
+        ])
+    };
+    let email = format!("{}@example.test", a.subject.username);
+    let tomorrow = (time::OffsetDateTime::now_utc().date() + time::Duration::days(1)).to_string();
+    for (form, field) in [
+        (record("gossip", "letter", "", "email", &email), "rec-kind"),
+        (
+            record("access", "portal", "", "email", &email),
+            "rec-channel",
+        ),
+        (
+            record("access", "pigeon", "", "email", &email),
+            "rec-channel",
+        ),
+        (
+            record("access", "letter", &tomorrow, "email", &email),
+            "rec-received",
+        ),
+        (
+            record("access", "letter", "3rd of May", "email", &email),
+            "rec-received",
+        ),
+        (
+            record("access", "letter", "", "email", "not an email"),
+            "rec-identifier",
+        ),
+        (
+            record("access", "letter", "", "email", "nobody@nowhere.test"),
+            "rec-identifier",
+        ),
+        (
+            record("access", "letter", "", "phone", "07700 900999"),
+            "rec-identifier",
+        ),
+        (
+            record("access", "letter", "", "email", " "),
+            "rec-identifier",
+        ),
+        (record("access", "letter", "", "fax", &email), "rec-by"),
+    ] {
+        let (s, body, _) = dpo.call("POST", "/console/requests", &form).await;
+        assert!(
+            s == 400 && body.contains(&format!("id=\"{field}-error\"")),
+            "{form:?}: {s} {body}"
+        );
+        assert!(body.contains("<details class=\"card\" id=\"record\" open>"));
+    }
+    assert_eq!(
+        steward::rights::list(&env.core, &Actor::cli(), None)
+            .unwrap()
+            .len(),
+        before
+    );
+    // Recorded by username, received last week: due ten working days after.
+    let week_ago = (time::OffsetDateTime::now_utc().date() - time::Duration::days(7)).to_string();
+    let (s, _, h) = dpo
+        .call(
+            "POST",
+            "/console/requests",
+            &record(
+                "erasure",
+                "phone",
+                &week_ago,
+                "username",
+                &a.subject.username,
+            ),
+        )
+        .await;
+    assert_eq!(s, 303);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let new_id = location
+        .strip_prefix("/console/requests/")
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let req = steward::rights::get(&env.core, &Actor::cli(), new_id).unwrap();
+    assert_eq!(
+        req.subject_id.as_deref(),
+        Some(a.subject.subject_id.as_str())
+    );
+    assert_eq!(
+        (req.kind.as_str(), req.channel.as_str()),
+        ("erasure", "phone")
+    );
+    assert_eq!(req.received_on, week_ago);
+    assert_eq!(req.details.as_deref(), Some("Letter of 3 March, ref. 77"));
+    assert_eq!(req.created_by, format!("account:{}", staff.id));
+    let (s, body, _) = dpo.call("GET", &location, &[]).await;
+    assert!(
+        s == 200 && body.contains("The request was recorded"),
         "{body}"
     );
 }

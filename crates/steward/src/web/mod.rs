@@ -136,6 +136,15 @@ fn table() -> Vec<(Route, MethodRouter<AppState>)> {
         ),
         (
             r(
+                "POST",
+                "/console/requests",
+                Roles(STAFF),
+                "record a request received by letter, phone or email",
+            ),
+            post(staff::record),
+        ),
+        (
+            r(
                 "GET",
                 "/console/requests/{request_id}",
                 Roles(STAFF),

@@ -14,13 +14,18 @@ use super::session::{Console, CsrfForm, Empty};
 use super::views::{
     Errors, Layout, Opt, channel_label, days_label, kind_label, render, state_label, urgency, when,
 };
-use super::{WebError, WebPath, WebQuery, WebResult, blocking, charts, form_error, see_other};
+use super::{
+    WebError, WebPath, WebQuery, WebResult, blocking, charts, form_error, see_other, views,
+};
 use crate::access::{Actor, Role};
 use crate::api::AppState;
 use crate::clock::now;
 use crate::core::Steward;
 use crate::error::{Error, Result};
-use crate::rights::{self, Ground, Kind, Request, State as RState, StateFilter};
+use crate::rights::{
+    self, Ground, Kind, NewRequest, Request, RequestChannel, State as RState, StateFilter,
+    SubjectRef,
+};
 use crate::{audit, consent, dashboard as dash, retention, subjects, tenants};
 
 fn tenant_names(core: &Steward, actor: &Actor) -> Result<HashMap<String, String>> {
@@ -78,6 +83,13 @@ struct QueuePage {
     overdue: usize,
     soon: usize,
     filtered: bool,
+    /// The "record a request" form.
+    record: RecordForm,
+    record_kinds: Vec<Opt>,
+    record_channels: Vec<Opt>,
+    record_by: Vec<Opt>,
+    today: String,
+    errors: Errors,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,14 +111,28 @@ pub async fn queue(
         "" | "all" => None,
         k => Some(k.parse::<Kind>().map_err(WebError::from)?),
     };
-    let actor = c.actor.clone();
-    let (requests, names) = blocking(&s, move |core| {
-        Ok((
-            rights::queue(core, &actor, states, kind)?,
-            tenant_names(core, &actor)?,
-        ))
+    let html = blocking(&s, move |core| {
+        queue_html(
+            core,
+            &c,
+            (states, kind),
+            RecordForm::default(),
+            Errors::none(),
+        )
     })
     .await??;
+    Ok(Html(html))
+}
+
+fn queue_html(
+    core: &Steward,
+    c: &Console,
+    (states, kind): (StateFilter, Option<Kind>),
+    record: RecordForm,
+    errors: Errors,
+) -> Result<String> {
+    let requests = rights::queue(core, &c.actor, states, kind)?;
+    let names = tenant_names(core, &c.actor)?;
     let rows: Vec<RequestRow> = requests.iter().map(|r| row_of(r, &names)).collect();
     let open: Vec<&RequestRow> = rows.iter().filter(|r| r.urgency != "closed").collect();
     let mut state_opts = vec![
@@ -125,8 +151,35 @@ pub async fn queue(
             kind_opts.push(Opt::new(k, kind_label(parsed), kind == Some(parsed)));
         }
     }
+    let record_kinds = Kind::ALL
+        .iter()
+        .filter_map(|k| k.parse::<Kind>().ok())
+        .map(|k| Opt::new(k.as_str(), kind_label(k), record.kind == k.as_str()))
+        .collect();
+    let record_channels = [
+        RequestChannel::Letter,
+        RequestChannel::Email,
+        RequestChannel::Phone,
+    ]
+    .iter()
+    .map(|ch| {
+        Opt::new(
+            ch.as_str(),
+            channel_label(*ch),
+            record.channel == ch.as_str(),
+        )
+    })
+    .collect();
+    let record_by = [
+        ("email", "Email address"),
+        ("phone", "Phone number"),
+        ("username", "Username"),
+    ]
+    .iter()
+    .map(|(v, label)| Opt::new(v, label, record.by == *v))
+    .collect();
     let page = QueuePage {
-        l: Layout::new(&c, "Requests", "/console/requests", None),
+        l: Layout::new(c, "Requests", "/console/requests", None),
         open: open.len(),
         overdue: open.iter().filter(|r| r.urgency == "overdue").count(),
         soon: open.iter().filter(|r| r.urgency == "soon").count(),
@@ -134,8 +187,140 @@ pub async fn queue(
         states: state_opts,
         kinds: kind_opts,
         filtered: states != StateFilter::Open || kind.is_some(),
+        record,
+        record_kinds,
+        record_channels,
+        record_by,
+        today: time::OffsetDateTime::now_utc().date().to_string(),
+        errors,
     };
-    Ok(Html(render(&page)))
+    Ok(render(&page))
+}
+
+// ------------------------------------------------------- recording a request
+
+/// A request that arrived by letter, phone or email, recorded by staff. The
+/// person is named by email, phone or username and found through the blind
+/// indexes, as `rights::create` does for the API and the CLI.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RecordForm {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub received_on: String,
+    /// `email`, `phone` or `username`.
+    #[serde(default)]
+    pub by: String,
+    #[serde(default)]
+    pub identifier: String,
+    #[serde(default)]
+    pub details: String,
+}
+
+const RECORD_FIELDS: &[&str] = &[
+    "kind",
+    "channel",
+    "received_on",
+    "by",
+    "identifier",
+    "details",
+];
+
+fn record_request(core: &Steward, actor: &Actor, f: &RecordForm) -> Result<String> {
+    actor.require_role(&[Role::Operator, Role::Dpo], "record requests")?;
+    let kind: Kind = f.kind.parse()?;
+    let channel: RequestChannel = f.channel.parse()?;
+    if channel == RequestChannel::Portal {
+        return Err(Error::invalid(
+            "channel",
+            "requests from the portal are filed by the person themself: choose letter, phone \
+             or email",
+        ));
+    }
+    let who = f.identifier.trim().to_owned();
+    if who.is_empty() {
+        return Err(Error::invalid(
+            "identifier",
+            "enter the person's email address, phone number or username",
+        ));
+    }
+    let subject = match f.by.as_str() {
+        "email" => SubjectRef::Email(who),
+        "phone" => SubjectRef::Phone(who),
+        "username" => SubjectRef::Username(who),
+        other => {
+            return Err(Error::invalid(
+                "by",
+                format!("{other:?} is not a way to find someone: use email, phone or username"),
+            ));
+        }
+    };
+    let received_on = match f.received_on.trim() {
+        "" => time::OffsetDateTime::now_utc().date().to_string(),
+        d => d.to_owned(),
+    };
+    let details = Some(f.details.trim().to_owned()).filter(|d| !d.is_empty());
+    let req = rights::create(
+        core,
+        actor,
+        NewRequest {
+            subject,
+            kind,
+            channel,
+            received_on,
+            region: None,
+            details,
+        },
+    )?;
+    Ok(req.id)
+}
+
+pub async fn record(
+    State(s): State<AppState>,
+    CsrfForm(c, f): CsrfForm<RecordForm>,
+) -> WebResult<Response> {
+    let (actor, form) = (c.actor.clone(), f.clone());
+    let outcome = blocking(&s, move |core| Ok(record_request(core, &actor, &form))).await??;
+    let e = match outcome {
+        Ok(id) => return Ok(see_other(&format!("/console/requests/{id}?done=recorded"))),
+        Err(e) => e,
+    };
+    let (status, mut problem) = match e {
+        // Nobody in the viewer's scope: said next to the field, the same
+        // answer whether the person is unknown or another tenant's.
+        Error::NotFound(what) if what == "subject" => (
+            StatusCode::BAD_REQUEST,
+            views::Problem {
+                field: Some("identifier".into()),
+                message: format!(
+                    "Nobody in your scope has this {}: check it, or find the person under \
+                     Subjects.",
+                    match f.by.as_str() {
+                        "phone" => "phone number",
+                        "username" => "username",
+                        _ => "email address",
+                    }
+                ),
+            },
+        ),
+        e => form_error(e)?,
+    };
+    problem.field = problem.field.map(|field| match field.as_str() {
+        "received" => "received_on".to_owned(),
+        "subject" | "subject_email" | "subject_phone" | "subject_username" => {
+            "identifier".to_owned()
+        }
+        _ => field,
+    });
+    let errors = Errors::on("record", problem, RECORD_FIELDS);
+    let html = blocking(&s, move |core| {
+        queue_html(core, &c, (StateFilter::Open, None), f, errors)
+    })
+    .await??;
+    Ok((status, Html(html)).into_response())
 }
 
 // ------------------------------------------------------------ a request page
@@ -308,6 +493,7 @@ pub struct DoneQuery {
 /// nothing personal ever travels in it.
 fn done_message(code: Option<&str>) -> Option<String> {
     let m = match code? {
+        "recorded" => "The request was recorded; its deadline runs from the day it was received.",
         "verified" => "Identity verification recorded: the request is in progress.",
         "exported" => "The access bundle is ready; the subject can download it from the portal.",
         "rectified" => "The data was corrected and the request fulfilled.",
