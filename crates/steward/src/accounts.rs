@@ -152,6 +152,79 @@ fn account_from(core: &Steward, r: &steward_store::Row) -> Result<Account> {
     })
 }
 
+/// How an account is shown to staff where the audit trail names it by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountName {
+    pub username: String,
+    pub role: Role,
+}
+
+/// Usernames and roles of the accounts among `actors` (audit actor strings:
+/// `account:<id>`; `cli:` and `system:` actors are skipped), for the staff
+/// console's timelines and audit page: one query for all of them, keyed by the
+/// actor string. Accounts of tenants the viewer does not see are left out (the
+/// page shows their id). Usernames are decrypted, so a lookup that found any
+/// writes one `read` entry naming the `view` and the count, as the user list does.
+pub fn names(
+    core: &Steward,
+    actor: &Actor,
+    actors: &[&str],
+    view: &str,
+) -> Result<std::collections::HashMap<String, AccountName>> {
+    actor.require_role(&[Role::Operator, Role::Dpo], "see who acted")?;
+    let mut ids: Vec<&str> = actors
+        .iter()
+        .filter_map(|a| a.strip_prefix("account:"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let values: Vec<steward_store::Value> = ids.iter().map(|i| (*i).into()).collect();
+    let rows = core.db.read(|c| {
+        c.query(
+            &format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})",
+                placeholders.join(", ")
+            ),
+            &values,
+        )
+    })?;
+    for r in &rows {
+        if !actor.sees_tenant(&r.text(2)?) {
+            continue;
+        }
+        // An erased person's account has no key any more: shown by id.
+        let subject_id = r.text(1)?;
+        let Some(key) = core.keys.subject_key(&subject_id)? else {
+            continue;
+        };
+        out.insert(
+            format!("account:{}", r.text(0)?),
+            AccountName {
+                username: fields::open(&key, "accounts.username", &subject_id, &r.bytes(3)?)?,
+                role: Role::parse(&r.text(4)?)?,
+            },
+        );
+    }
+    if !out.is_empty() {
+        core.write(actor, |tx| {
+            tx.audit(Event {
+                tenant_id: actor.tenant_id.clone(),
+                action: "read".into(),
+                category: Some("account_credentials".into()),
+                purpose: Some("security".into()),
+                detail: serde_json::json!({ "view": view, "accounts": out.len() }),
+                ..Event::default()
+            })
+        })?;
+    }
+    Ok(out)
+}
+
 /// Users of a tenant (tenant-admin of that tenant, provider staff). The listing
 /// decrypts usernames, so it is audited (one entry for the tenant).
 pub fn list(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<Vec<Account>> {

@@ -329,3 +329,84 @@ fn dpo_scope(actor: &crate::access::Actor, what: &str) -> Result<Option<String>>
         actor.tenant_id.clone()
     })
 }
+
+/// The action of the entry that records a verification of the chain.
+pub const VERIFY_ACTION: &str = "audit.verify";
+
+/// [`verify_for`], recording the outcome as an `audit.verify` entry (the
+/// console's "verify now"): the record of a check is in the chain it checked,
+/// so it cannot be forged or dropped unnoticed either.
+pub fn verify_and_record(
+    core: &crate::core::Steward,
+    actor: &crate::access::Actor,
+) -> Result<Verification> {
+    let v = verify_for(&core.db, &core.keys, actor)?;
+    core.write(actor, |tx| {
+        tx.audit(Event {
+            action: VERIFY_ACTION.into(),
+            detail: serde_json::json!({
+                "ok": v.ok,
+                "entries": v.entries,
+                "first_broken": v.first_broken,
+                "problem": v.problem,
+            }),
+            ..Event::default()
+        })
+    })?;
+    Ok(v)
+}
+
+/// The newest recorded verification of the chain, and how many entries were
+/// appended after it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastVerification {
+    pub at: i64,
+    /// Who ran it (an audit actor).
+    pub actor: String,
+    pub result: Verification,
+    /// Entries appended since (not covered by it).
+    pub since: i64,
+}
+
+/// The newest `audit.verify` entry (the provider's DPO, like verifying): two
+/// indexed look-ups, whatever the size of the log.
+pub fn last_verification(
+    db: &Db,
+    actor: &crate::access::Actor,
+) -> Result<Option<LastVerification>> {
+    actor.require_role(
+        &[crate::access::Role::Dpo],
+        "see the audit log's verification",
+    )?;
+    actor.require_provider_staff("see the whole audit log's verification")?;
+    let (row, newest) = db.read(|c| {
+        let row = c.query_opt(
+            "SELECT seq, at, actor, detail FROM audit_log WHERE action = 'audit.verify' \
+             ORDER BY seq DESC LIMIT 1",
+            &[],
+        )?;
+        let newest = c
+            .query_opt("SELECT MAX(seq) FROM audit_log", &[])?
+            .map(|r| r.opt_i64(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0);
+        Ok((row, newest))
+    })?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let seq = r.i64(0)?;
+    let d: Json = serde_json::from_str(&r.text(3)?).unwrap_or_default();
+    Ok(Some(LastVerification {
+        at: r.i64(1)?,
+        actor: r.text(2)?,
+        result: Verification {
+            ok: d["ok"].as_bool().unwrap_or(false),
+            entries: d["entries"].as_i64().unwrap_or(0),
+            first_broken: d["first_broken"].as_i64(),
+            problem: d["problem"].as_str().map(str::to_owned),
+        },
+        since: newest - seq,
+    }))
+}

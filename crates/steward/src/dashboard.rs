@@ -300,23 +300,23 @@ fn records_per_category(core: &Steward, tenant: Option<&str>) -> Result<Vec<Cate
 }
 
 fn retention_outlook(core: &Steward, now: i64) -> Result<RetentionOutlook> {
-    let rows = |p: &retention::RetentionPlan| {
+    let rows = |items: &[retention::PlanItem]| {
         let mut by: BTreeMap<String, u64> = BTreeMap::new();
-        for i in &p.items {
+        for i in items {
             *by.entry(i.category.clone()).or_default() += i.rows;
         }
         let subjects = {
-            let mut ids: Vec<&str> = p.items.iter().map(|i| i.subject_id.as_str()).collect();
+            let mut ids: Vec<&str> = items.iter().map(|i| i.subject_id.as_str()).collect();
             ids.dedup();
             ids.len() as u64
         };
         (by, subjects)
     };
-    let (due_now, subjects_now) = rows(&retention::plan(core, now)?);
-    let (due_within, subjects_within) = rows(&retention::plan(
-        core,
-        now + RETENTION_HORIZON_DAYS * 86_400,
-    )?);
+    // One walk over the subjects for both moments.
+    let (at_now, within) =
+        retention::plan_items_at(core, now, now + RETENTION_HORIZON_DAYS * 86_400)?;
+    let (due_now, subjects_now) = rows(&at_now);
+    let (due_within, subjects_within) = rows(&within);
     Ok(RetentionOutlook {
         horizon_days: RETENTION_HORIZON_DAYS,
         due_now,

@@ -490,6 +490,56 @@ fn judge_page(
         .collect()
 }
 
+/// The plan items of a run at `now` and of one at `later` (not before `now`),
+/// in one walk over the subjects. Whatever is due at `now` is due at `later`
+/// too (periods only run out, holds do not depend on the time), so only the
+/// subjects with something due at `later` are judged a second time, at `now`:
+/// the dashboard's outlook costs one plan plus the subjects about to go.
+pub fn plan_items_at(
+    core: &Steward,
+    now: i64,
+    later: i64,
+) -> Result<(Vec<PlanItem>, Vec<PlanItem>)> {
+    let later = later.max(now);
+    let (mut at_now, mut at_later) = (Vec::new(), Vec::new());
+    let mut after = String::new();
+    loop {
+        let page = core
+            .db
+            .read(|c| Ok(judge_page_twice(c, &core.policy, (now, later), &after)))??;
+        let Some((last, _, _)) = page.last() else {
+            return Ok((at_now, at_later));
+        };
+        after = last.clone();
+        for (_, n, l) in page {
+            at_now.extend(n);
+            at_later.extend(l);
+        }
+    }
+}
+
+/// The next page of subjects with their items due at `later` and, for those
+/// with any, at `now`.
+fn judge_page_twice(
+    c: &mut dyn Conn,
+    policy: &Policy,
+    (now, later): (i64, i64),
+    after: &str,
+) -> Result<Vec<(String, Vec<PlanItem>, Vec<PlanItem>)>> {
+    let page = judge_page(c, policy, later, after)?;
+    let mut out = Vec::with_capacity(page.len());
+    for (s, v) in &page {
+        let due_later = items_of(&s.id, v);
+        let due_now = if due_later.is_empty() {
+            Vec::new()
+        } else {
+            items_of(&s.id, &assess(c, policy, now, s)?)
+        };
+        out.push((s.id.clone(), due_now, due_later));
+    }
+    Ok(out)
+}
+
 /// What a run at `now` (Unix seconds) would erase. Changes nothing and writes no
 /// audit entry: it reads ids, times and flags, no personal field.
 pub fn plan(core: &Steward, now: i64) -> Result<RetentionPlan> {

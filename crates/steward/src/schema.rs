@@ -501,6 +501,17 @@ CREATE INDEX access_bundles_subject ON access_bundles (subject_id);
 CREATE INDEX access_bundles_created ON access_bundles (created_at);
 "#,
     },
+    Migration {
+        version: 61,
+        name: "audit_verify_index",
+        sql: r#"
+-- The console's audit page shows the newest recorded verification of the
+-- chain (an `audit.verify` entry) instead of re-verifying the whole log on
+-- every load. A partial index finds it at once on a log of any size and costs
+-- other appends nothing.
+CREATE INDEX audit_log_verifications ON audit_log (seq) WHERE action = 'audit.verify';
+"#,
+    },
 ];
 
 /// The key store's schema: a separate database, so that backups and replicas of

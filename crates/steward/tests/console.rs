@@ -286,7 +286,9 @@ fn call_for(route: &Route, b: &Seeded, request_id: &str, entry_id: &str) -> Call
             ("password", "wrong password!"),
             ("login_csrf", "x"),
         ]),
-        ("POST", "/console/logout") | ("POST", "/console/retention/run") => vec![],
+        ("POST", "/console/logout")
+        | ("POST", "/console/retention/run")
+        | ("POST", "/console/audit/verify") => vec![],
         ("POST", "/console/requests") => {
             // Named by B's subject's email: another tenant's person is "nobody
             // in your scope", said next to the field that echoes it.
@@ -1414,4 +1416,72 @@ async fn directory_pages_refuse_bad_input_next_to_the_field() {
     assert_eq!(s, 303);
     assert!(h["location"].to_str().unwrap().contains("done=deleted"));
     assert_eq!(entries().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_page_verifies_on_demand_and_names_who_acted() {
+    let env = Env::sqlite();
+    let a = seed_tenant(&env.core, "auditpage");
+    let staff = provider_staff(&env.core, "auditpage-staff", Role::Dpo);
+    let server = Server::start(env.core.clone()).await;
+    let dpo = Browser::login(&server, &staff.username).await;
+    let verifications = || {
+        steward::audit::list(&env.core.db, 0, 100_000, None)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == steward::audit::VERIFY_ACTION)
+            .collect::<Vec<_>>()
+    };
+
+    // Loading the page does not walk the chain: it says no check was recorded.
+    let (s, body, _) = dpo.call("GET", "/console/audit", &[]).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("has not been verified"), "{body}");
+    assert!(verifications().is_empty());
+    // Actors by username and role, not by account id.
+    assert!(
+        body.contains(&format!("{} (Data protection officer)", staff.username)),
+        "{body}"
+    );
+    assert!(body.contains("root (command line)") || body.contains("(command line)"));
+
+    // The button verifies the whole chain and records the result.
+    let (s, body, _) = dpo.call("POST", "/console/audit/verify", &[]).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Chain verified"), "{body}");
+    let v = verifications();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].detail["ok"], true);
+    assert_eq!(v[0].actor, format!("account:{}", staff.id));
+    // Later loads show it, with the entries added since.
+    steward::accounts::set_disabled(&env.core, &Actor::cli(), &a.subject.id, true).unwrap();
+    let (_, body, _) = dpo.call("GET", "/console/audit", &[]).await;
+    assert!(body.contains("Chain verified"), "{body}");
+    assert!(
+        body.contains("entries were added since and are not covered"),
+        "{body}"
+    );
+
+    // An entry altered behind Steward's back: the next check says where.
+    let db = rusqlite::Connection::open(env.settings.sqlite_path()).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE audit_log SET action = 'nothing.to.see' WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    let (_, body, _) = dpo.call("POST", "/console/audit/verify", &[]).await;
+    assert!(
+        body.contains("Chain broken") && body.contains("entry 2 was modified"),
+        "{body}"
+    );
+    assert_eq!(verifications().last().unwrap().detail["ok"], false);
+
+    // A tenant's DPO sees the tenant's entries, no chain and no button; the
+    // route refuses them.
+    let tenant_dpo = Browser::login(&server, &a.dpo.username).await;
+    let (s, body, _) = tenant_dpo.call("GET", "/console/audit", &[]).await;
+    assert!(s == 200 && !body.contains("verify-chain"), "{body}");
+    let (s, _, _) = tenant_dpo.call("POST", "/console/audit/verify", &[]).await;
+    assert_eq!(s, 403);
 }

@@ -135,6 +135,38 @@ fn scenario(env: Env) {
     assert_eq!(records(&d, "consent_records"), 4);
     assert!(d.retention.is_some());
 
+    // The retention outlook, from one walk, says what two plans say: one person
+    // due now, another within the 30 days.
+    let six_years = 6 * 365 + 2;
+    for (who, days) in [(&b.operator, six_years + 3), (&b.dpo, six_years - 12)] {
+        core.db
+            .write(|c| {
+                c.execute(
+                    "UPDATE subjects SET last_engagement_at = $1, created_at = $1 WHERE id = $2",
+                    steward_store::params![now - days * 86_400, who.subject_id.as_str()],
+                )
+            })
+            .unwrap();
+    }
+    let d = dashboard::dashboard(core, &staff, now).unwrap();
+    let outlook = d.retention.unwrap();
+    let by_category = |p: &steward::retention::RetentionPlan| {
+        let mut by = std::collections::BTreeMap::new();
+        for i in &p.items {
+            *by.entry(i.category.clone()).or_insert(0u64) += i.rows;
+        }
+        by
+    };
+    let plan_now = steward::retention::plan(core, now).unwrap();
+    let plan_later = steward::retention::plan(core, now + 30 * 86_400).unwrap();
+    assert_eq!(outlook.due_now, by_category(&plan_now));
+    assert_eq!(outlook.due_within, by_category(&plan_later));
+    assert_eq!((outlook.subjects_now, outlook.subjects_within), (1, 2));
+    assert!(
+        outlook.due_now.get("contact_details") == Some(&1),
+        "{outlook:?}"
+    );
+
     // A's own DPO sees A only, and no retention outlook (it spans every tenant).
     let d = dashboard::dashboard(core, &actor(&a.dpo), now).unwrap();
     assert_eq!((d.open, state(&d, State::Fulfilled)), (2, 0));
@@ -147,6 +179,47 @@ fn scenario(env: Env) {
             Err(Error::Forbidden(_))
         ));
     }
+
+    // Who acted, by username: one lookup for a page's actors, scoped, audited.
+    let actors = [
+        format!("account:{}", a.admin.id),
+        format!("account:{}", b.admin.id),
+        format!("account:{}", staff_dpo.id),
+        "cli:root".to_owned(),
+        "system:retention".to_owned(),
+        "account:no-such-account".to_owned(),
+    ];
+    let refs: Vec<&str> = actors.iter().map(String::as_str).collect();
+    let reads = |env: &Env| {
+        steward::audit::list(&env.core.db, 0, 100_000, None)
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "read" && e.detail["view"] == "test_page")
+            .count()
+    };
+    let names = accounts::names(core, &staff, &refs, "test_page").unwrap();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let admin_name = &names[&actors[0]];
+    assert_eq!(
+        (admin_name.username.as_str(), admin_name.role),
+        (a.admin.username.as_str(), Role::TenantAdmin)
+    );
+    assert_eq!(names[&actors[2]].role, Role::Dpo);
+    assert_eq!(reads(&env), 1);
+    // A's DPO: A's accounts only (B's and the provider's stay ids).
+    let names = accounts::names(core, &actor(&a.dpo), &refs, "test_page").unwrap();
+    assert_eq!(names.keys().collect::<Vec<_>>(), [&actors[0]]);
+    // Nothing to show, nothing decrypted, nothing audited; users may not look.
+    assert!(
+        accounts::names(core, &staff, &["cli:root"], "test_page")
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(reads(&env), 2);
+    assert!(matches!(
+        accounts::names(core, &actor(&a.admin), &refs, "test_page"),
+        Err(Error::Forbidden(_))
+    ));
 
     // The queue: open by default, most urgent first; filters by state and kind.
     let q = rights::queue(core, &staff, StateFilter::Open, None).unwrap();

@@ -267,9 +267,18 @@ fn table() -> Vec<(Route, MethodRouter<AppState>)> {
                 "GET",
                 "/console/audit",
                 Roles(DPO),
-                "recent audit entries and the chain's status",
+                "recent audit entries and the last verification of the chain",
             ),
             get(staff::audit),
+        ),
+        (
+            r(
+                "POST",
+                "/console/audit/verify",
+                ProviderStaff(DPO),
+                "verify the whole audit chain now and record the result",
+            ),
+            post(staff::audit_verify),
         ),
         (
             r(

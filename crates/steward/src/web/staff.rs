@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use super::session::{Console, CsrfForm, Empty};
 use super::views::{
-    Errors, Layout, Opt, channel_label, days_label, kind_label, render, state_label, urgency, when,
+    Errors, Layout, Opt, actor_label, channel_label, days_label, kind_label, render, state_label,
+    urgency, when,
 };
 use super::{
     WebError, WebPath, WebQuery, WebResult, blocking, charts, form_error, see_other, views,
@@ -26,7 +27,7 @@ use crate::rights::{
     self, Ground, Kind, NewRequest, Request, RequestChannel, State as RState, StateFilter,
     SubjectRef,
 };
-use crate::{audit, consent, dashboard as dash, retention, subjects, tenants};
+use crate::{accounts, audit, consent, dashboard as dash, retention, subjects, tenants};
 
 fn tenant_names(core: &Steward, actor: &Actor) -> Result<HashMap<String, String>> {
     Ok(tenants::list(core, actor)?
@@ -423,9 +424,12 @@ fn request_page_html(
     actor.require_role(&[Role::Operator, Role::Dpo], "work on requests")?;
     let req = rights::get(core, actor, id)?;
     let timeline = rights::timeline(core, actor, id)?;
-    let names = tenant_names(core, actor)?;
+    let tenants = tenant_names(core, actor)?;
     let confirmation = rights::confirmation(core, actor, id)?;
     let bundle_until = rights::export::bundle_available_until(core, &req)?;
+    let mut who: Vec<&str> = timeline.iter().map(|t| t.actor.as_str()).collect();
+    who.extend(req.verified_by.as_deref());
+    let names = accounts::names(core, actor, &who, "request_timeline")?;
     let open = req.state.is_open();
     let acting = req.state == RState::InProgress;
     let page = RequestPage {
@@ -440,7 +444,7 @@ fn request_page_html(
             format!(
                 "{} by {} ({})",
                 when(at),
-                req.verified_by.clone().unwrap_or_default(),
+                actor_label(req.verified_by.as_deref().unwrap_or_default(), &names),
                 req.verify_method.clone().unwrap_or_default()
             )
         }),
@@ -451,7 +455,7 @@ fn request_page_html(
             .map(|t| {
                 (
                     when(t.at),
-                    t.actor.clone(),
+                    actor_label(&t.actor, &names),
                     event_label(&t.event).to_owned(),
                     event_detail(&t.event, &t.detail),
                 )
@@ -477,7 +481,7 @@ fn request_page_html(
         .map(|g| Opt::new(g.as_str(), ground_label(*g), false))
         .collect(),
         errors,
-        r: row_of(&req, &names),
+        r: row_of(&req, &tenants),
     };
     Ok(render(&page))
 }
@@ -1076,28 +1080,64 @@ pub async fn retention_run(
 #[template(path = "console/audit.html")]
 struct AuditPage {
     l: Layout,
-    verification: Option<audit::Verification>,
-    entries: Vec<(String, audit::Entry)>,
+    /// Only the provider's DPO sees the chain's status and may verify it.
+    chain: bool,
+    /// The newest recorded verification: when, by whom, the result, entries since.
+    last: Option<(String, String, audit::Verification, i64)>,
+    /// The verification just run (after the button).
+    fresh: bool,
+    entries: Vec<(String, String, audit::Entry)>,
 }
 
 /// Entries shown on the audit page.
 const AUDIT_SHOWN: i64 = 200;
 
+/// The audit page. Verifying the chain reads the whole log, so the page does
+/// not do it on every load: it shows the newest recorded verification (its
+/// time, who ran it, the result and the entries appended since) and a button
+/// that verifies the whole chain now and records the outcome.
+fn audit_html(core: &Steward, c: &Console, fresh: bool) -> Result<String> {
+    let entries = audit::recent(&core.db, &c.actor, AUDIT_SHOWN)?;
+    // The chain spans every tenant: only the provider's DPO may verify it.
+    let chain = c.actor.provider_staff;
+    let last = if chain {
+        audit::last_verification(&core.db, &c.actor)?
+    } else {
+        None
+    };
+    let mut who: Vec<&str> = entries.iter().map(|e| e.actor.as_str()).collect();
+    who.extend(last.as_ref().map(|l| l.actor.as_str()));
+    let names = accounts::names(core, &c.actor, &who, "audit_log")?;
+    let page = AuditPage {
+        l: Layout::new(
+            c,
+            "Audit log",
+            "/console/audit",
+            fresh.then(|| "The whole chain was verified just now; the result is below.".into()),
+        ),
+        chain,
+        last: last.map(|l| (when(l.at), actor_label(&l.actor, &names), l.result, l.since)),
+        fresh,
+        entries: entries
+            .into_iter()
+            .map(|e| (when(e.at), actor_label(&e.actor, &names), e))
+            .collect(),
+    };
+    Ok(render(&page))
+}
+
 pub async fn audit(State(s): State<AppState>, c: Console) -> WebResult<Html<String>> {
+    let html = blocking(&s, move |core| audit_html(core, &c, false)).await??;
+    Ok(Html(html))
+}
+
+pub async fn audit_verify(
+    State(s): State<AppState>,
+    CsrfForm(c, _): CsrfForm<Empty>,
+) -> WebResult<Html<String>> {
     let html = blocking(&s, move |core| {
-        let entries = audit::recent(&core.db, &c.actor, AUDIT_SHOWN)?;
-        // The chain spans every tenant: only the provider's DPO may verify it.
-        let verification = if c.actor.provider_staff {
-            Some(audit::verify_for(&core.db, &core.keys, &c.actor)?)
-        } else {
-            None
-        };
-        let page = AuditPage {
-            l: Layout::new(&c, "Audit log", "/console/audit", None),
-            entries: entries.into_iter().map(|e| (when(e.at), e)).collect(),
-            verification,
-        };
-        Ok(render(&page))
+        audit::verify_and_record(core, &c.actor)?;
+        audit_html(core, &c, true)
     })
     .await??;
     Ok(Html(html))

@@ -215,6 +215,23 @@ pub fn channel_label(c: crate::rights::RequestChannel) -> &'static str {
     }
 }
 
+/// Who acted, as a person reads it: `account:<id>` as the account's username
+/// and role (from [`crate::accounts::names`]; the id when it is not known),
+/// `cli:<user>` as a command-line user, `system:<job>` as Steward's own job.
+pub fn actor_label(
+    actor: &str,
+    names: &std::collections::HashMap<String, crate::accounts::AccountName>,
+) -> String {
+    if let Some(n) = names.get(actor) {
+        return format!("{} ({})", n.username, role_label(n.role));
+    }
+    match actor.split_once(':') {
+        Some(("cli", user)) => format!("{user} (command line)"),
+        Some(("system", job)) => format!("Steward ({job})"),
+        _ => actor.to_owned(),
+    }
+}
+
 /// One option of a `<select>`.
 pub struct Opt {
     pub value: String,
