@@ -1162,6 +1162,12 @@ async fn malformed_console_input_is_refused_with_a_clear_message() {
         s == 200 && body.contains("The request was recorded"),
         "{body}"
     );
+    // The timeline names who recorded it by username and role.
+    assert!(
+        body.contains(&format!("{} (Data protection officer)", staff.username))
+            && !body.contains(&format!("account:{}</td>", staff.id)),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
