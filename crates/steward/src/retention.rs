@@ -518,6 +518,9 @@ pub fn plan_items_at(
     }
 }
 
+/// A subject's id with its plan items due at two moments (earlier first).
+type DueTwice = (String, Vec<PlanItem>, Vec<PlanItem>);
+
 /// The next page of subjects with their items due at `later` and, for those
 /// with any, at `now`.
 fn judge_page_twice(
@@ -525,7 +528,7 @@ fn judge_page_twice(
     policy: &Policy,
     (now, later): (i64, i64),
     after: &str,
-) -> Result<Vec<(String, Vec<PlanItem>, Vec<PlanItem>)>> {
+) -> Result<Vec<DueTwice>> {
     let page = judge_page(c, policy, later, after)?;
     let mut out = Vec::with_capacity(page.len());
     for (s, v) in &page {
