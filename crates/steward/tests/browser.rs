@@ -33,11 +33,17 @@ fn a_subject_gets_a_copy_of_their_data_through_the_console() {
     // Seeding produces a bundle, which blocks on the blob store: outside the runtime.
     let env = Env::sqlite();
     let d = demo::seed(&env);
+    block_on(copy_of_my_data(env, d));
+}
+
+/// Runs a browser scenario on a runtime of its own (seeding happens before,
+/// outside any runtime, because producing a bundle blocks on the blob store).
+fn block_on(scenario: impl std::future::Future<Output = ()>) {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(copy_of_my_data(env, d));
+        .block_on(scenario);
 }
 
 async fn copy_of_my_data(env: Env, d: demo::Demo) {
@@ -283,11 +289,7 @@ fn an_employer_adds_a_directory_entry_that_a_user_receives_through_sync() {
     let env = Env::sqlite();
     let d = demo::seed(&env);
     seed_directory(&env, &d);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(directory_reaches_the_app(env, d));
+    block_on(directory_reaches_the_app(env, d));
 }
 
 async fn directory_reaches_the_app(env: Env, d: demo::Demo) {
