@@ -928,10 +928,13 @@ async fn malformed_console_input_is_refused_with_a_clear_message() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 415);
+    // (The server answers before reading the whole body and closes the
+    // connection: not one for the client to pool and reuse.)
     let r = user
         .http
         .post(format!("{base}/console/me/requests"))
         .header("content-type", "application/x-www-form-urlencoded")
+        .header("connection", "close")
         .body(format!(
             "csrf={}&details={}",
             user.csrf,
