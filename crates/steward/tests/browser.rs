@@ -356,6 +356,9 @@ async fn directory_reaches_the_app(env: Env, d: demo::Demo) {
         "{table}"
     );
     chrome.screenshot(&shots, "directory", DESKTOP.0).await;
+    chrome
+        .screenshot_sized(&shots, "directory-phone", PHONE.0, Some(PHONE.1))
+        .await;
 
     // Gwen's next sync brings it, as a change since her token.
     let page = sync(first["token"].clone()).await;
