@@ -42,11 +42,20 @@ pub struct Settings {
     /// Days a produced access bundle stays downloadable (the subject's copy in the
     /// blob store); then it is deleted.
     pub bundle_keep_days: i64,
+    /// The largest chat message body accepted, in bytes of UTF-8.
+    pub chat_max_message_bytes: usize,
+    /// The largest file sent in chat, in bytes.
+    pub chat_max_attachment_bytes: u64,
 }
 
 /// The default recording limit: 256 MiB, an hour of 16 kHz 16-bit stereo WAV
 /// (230 MB; narrowband mono is 58 MB an hour), with room to spare.
 pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Default of [`Settings::chat_max_message_bytes`]: 16 KiB.
+pub const CHAT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Default of [`Settings::chat_max_attachment_bytes`]: 25 MiB.
+pub const CHAT_MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -65,6 +74,8 @@ impl Default for Settings {
             max_recording_bytes: DEFAULT_MAX_RECORDING_BYTES,
             secure_cookies: false,
             bundle_keep_days: 30,
+            chat_max_message_bytes: CHAT_MAX_MESSAGE_BYTES,
+            chat_max_attachment_bytes: CHAT_MAX_ATTACHMENT_BYTES,
         }
     }
 }
@@ -94,6 +105,8 @@ impl std::fmt::Debug for Settings {
             .field("max_recording_bytes", &self.max_recording_bytes)
             .field("secure_cookies", &self.secure_cookies)
             .field("bundle_keep_days", &self.bundle_keep_days)
+            .field("chat_max_message_bytes", &self.chat_max_message_bytes)
+            .field("chat_max_attachment_bytes", &self.chat_max_attachment_bytes)
             .finish()
     }
 }

@@ -291,6 +291,84 @@ pub const PERSONAL_STORES: &[PersonalStore] = &[
                       phone numbers, email and postal addresses, organisation, birthday, note, \
                       photo",
     },
+    PersonalStore {
+        name: "chat_conversations",
+        category: "chat",
+        subject_columns: &["created_by"],
+        encrypted_columns: &[("title_enc", "created_by")],
+        time_column: None,
+        key_column: "id",
+        blob_column: None,
+        // The conversation belongs to all its members: it stays for the others
+        // when its creator is erased, without the creator's id and the title
+        // they wrote (sealed with their key).
+        on_erase: OnErase::Pseudonymise,
+        description: "chat conversations: kind, who created them, a group's title",
+    },
+    PersonalStore {
+        name: "chat_members",
+        category: "chat",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[],
+        time_column: None,
+        key_column: "id",
+        blob_column: None,
+        // That the erased person was in a conversation is theirs alone: the
+        // membership goes.
+        on_erase: OnErase::Delete,
+        description: "who is in which chat conversation (chat partners), since when",
+    },
+    PersonalStore {
+        name: "chat_messages",
+        category: "chat",
+        subject_columns: &["sender_subject_id"],
+        encrypted_columns: &[("body_enc", "sender_subject_id")],
+        time_column: Some("sent_at"),
+        key_column: "seq",
+        blob_column: None,
+        // The text is the sender's and goes with them (cleared, and unreadable
+        // anyway once their key is destroyed); the row stays as a gap in the
+        // other members' history, which their receipts point at.
+        on_erase: OnErase::Pseudonymise,
+        description: "chat messages: conversation, sender, text, time",
+    },
+    PersonalStore {
+        name: "chat_receipts",
+        category: "chat",
+        subject_columns: &["recipient_subject_id"],
+        encrypted_columns: &[],
+        time_column: Some("sent_at"),
+        key_column: "id",
+        blob_column: None,
+        // A message's status is the sender's record too ("delivered", "read"):
+        // it stays for the sender, without the erased recipient's id.
+        on_erase: OnErase::Pseudonymise,
+        description: "status of each chat message per recipient: sent, delivered, read, with times",
+    },
+    PersonalStore {
+        name: "chat_attachments",
+        category: "chat",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[("name_enc", "subject_id")],
+        time_column: Some("created_at"),
+        key_column: "id",
+        blob_column: Some("blob_key"),
+        // A file someone sent is theirs, like their text: it goes with them (row
+        // and object); the message it came with stays as a gap.
+        on_erase: OnErase::Delete,
+        description: "files sent in chat: the file, its type, size and name",
+    },
+    PersonalStore {
+        name: "chat_connections",
+        category: "chat",
+        subject_columns: &["subject_id"],
+        encrypted_columns: &[("ip_enc", "subject_id")],
+        time_column: Some("connected_at"),
+        key_column: "id",
+        blob_column: None,
+        on_erase: OnErase::Delete,
+        description: "real-time chat connections: IP address, login session, times",
+    },
 ];
 
 /// Tables that hold no personal data, and why.

@@ -297,6 +297,115 @@ CREATE TABLE blob_outbox (
 "#,
     },
     Migration {
+        version: 20,
+        name: "chat",
+        sql: r#"
+-- Conversations inside one tenant: `direct` (exactly two members, one
+-- conversation per pair) or `group`. A group's title is sealed with its
+-- creator's key and cleared with the creator's erasure; direct conversations
+-- have none.
+CREATE TABLE chat_conversations (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    kind TEXT NOT NULL,
+    created_by TEXT,
+    title_enc BYTEA,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX chat_conversations_tenant ON chat_conversations (tenant_id, id);
+CREATE INDEX chat_conversations_creator ON chat_conversations (created_by);
+
+-- Who is in a conversation (the "chat partner" of the statement). `role` is
+-- `owner` (the group's creator) or `member`.
+CREATE TABLE chat_members (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES chat_conversations (id),
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    tenant_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    joined_at BIGINT NOT NULL,
+    UNIQUE (conversation_id, subject_id)
+);
+CREATE INDEX chat_members_subject ON chat_members (subject_id, conversation_id);
+
+-- Messages, numbered by the `chat` counter (one order for the whole store, so
+-- a page cursor and "read up to" are a number). The body is sealed with the
+-- sender's key; after the sender's erasure the row stays (the others'
+-- receipts point at it) with sender and body cleared. No foreign keys: the
+-- writer checks membership in the same transaction, and rows are written in
+-- bulk.
+CREATE TABLE chat_messages (
+    seq BIGINT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    sender_subject_id TEXT,
+    body_enc BYTEA,
+    sent_at BIGINT NOT NULL
+);
+CREATE INDEX chat_messages_conversation ON chat_messages (conversation_id, seq);
+CREATE INDEX chat_messages_sender ON chat_messages (sender_subject_id, seq);
+
+-- A message's status for each recipient: sent -> delivered -> read, with the
+-- time of each step; states only move forward. Ids come from the `chat`
+-- counter too. The recipient index holds the state before the message, so
+-- "mark up to" and unread counts reach only the receipts still to move.
+CREATE TABLE chat_receipts (
+    id BIGINT PRIMARY KEY,
+    message_seq BIGINT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    recipient_subject_id TEXT,
+    state TEXT NOT NULL,
+    sent_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    read_at BIGINT
+);
+CREATE INDEX chat_receipts_recipient ON chat_receipts (recipient_subject_id, conversation_id, state, message_seq);
+CREATE INDEX chat_receipts_message ON chat_receipts (message_seq);
+
+-- Each real-time connection: who, from which IP address (sealed), with which
+-- login session (the SHA-256 of its token, as `sessions.token_hash`), from
+-- when until when.
+CREATE TABLE chat_connections (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    account_id TEXT NOT NULL,
+    session_hash BYTEA,
+    ip_enc BYTEA,
+    connected_at BIGINT NOT NULL,
+    closed_at BIGINT
+);
+CREATE INDEX chat_connections_subject ON chat_connections (subject_id, connected_at);
+
+INSERT INTO counters (name, value) VALUES ('chat', 0);
+"#,
+    },
+    Migration {
+        version: 21,
+        name: "chat_attachments",
+        sql: r#"
+-- Files sent in chat (the statement's "transmitted files"). The bytes are in the
+-- blob store under `blob_key`, encrypted under the sender's data key (files.rs);
+-- the row holds the type found in the content, the size and the file name
+-- (sealed). An upload is pending (`message_seq` NULL) until a message that
+-- names it is stored; then its conversation's members may download it.
+CREATE TABLE chat_attachments (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL REFERENCES chat_conversations (id),
+    subject_id TEXT NOT NULL REFERENCES subjects (id),
+    message_seq BIGINT,
+    blob_key TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    name_enc BYTEA,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX chat_attachments_message ON chat_attachments (message_seq);
+CREATE INDEX chat_attachments_subject ON chat_attachments (subject_id, created_at);
+"#,
+    },
+    Migration {
         version: 30,
         name: "directory",
         sql: r#"

@@ -265,6 +265,24 @@ pub fn find(
     })
 }
 
+/// [`touch`] for several subjects at once (one statement per 500).
+pub fn touch_all(tx: &mut Tx<'_>, subject_ids: &[&str]) -> Result<()> {
+    for chunk in subject_ids.chunks(500) {
+        let mut args = vec![steward_store::Value::Int(tx.at)];
+        args.extend(chunk.iter().map(|s| steward_store::Value::from(*s)));
+        let marks: Vec<String> = (2..=args.len()).map(|i| format!("${i}")).collect();
+        tx.conn.execute(
+            &format!(
+                "UPDATE subjects SET last_engagement_at = $1 \
+                 WHERE last_engagement_at < $1 AND id IN ({})",
+                marks.join(", ")
+            ),
+            &args,
+        )?;
+    }
+    Ok(())
+}
+
 /// Records that the subject engaged with the provider now: the retention
 /// clock restarts from here.
 pub fn touch(tx: &mut Tx<'_>, subject_id: &str) -> Result<()> {

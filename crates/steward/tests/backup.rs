@@ -228,6 +228,7 @@ fn seed(core: &Arc<Steward>, tag: &str) -> People {
     }
     call_record(core, &tenant.id, &a, &b);
     call_recording(core);
+    chat(core, &a, &b);
     // Every registered table store holds some of A's rows.
     let counts = rows_about(core, &a.subject_id);
     for store in PERSONAL_STORES.iter() {
@@ -264,6 +265,65 @@ fn call_recording(core: &Arc<Steward>) {
         body,
     ))
     .unwrap();
+}
+
+/// Chat between A and B: a group A started and a direct conversation B
+/// started, a message each way in each, read marks, a connection each.
+fn chat(core: &Arc<Steward>, a: &Account, b: &Account) {
+    use steward::chat::{Chat, ConversationKind, Mark, NewConversation, conversations};
+    let chat = Chat::start(core.clone());
+    let (actor_a, actor_b) = (accounts::actor_for(a), accounts::actor_for(b));
+    let (author_a, author_b) = (
+        chat.author(&actor_a).unwrap(),
+        chat.author(&actor_b).unwrap(),
+    );
+    let start = |actor, kind, other: &Account, title: Option<&str>| {
+        conversations::create(
+            core,
+            actor,
+            NewConversation {
+                kind,
+                members: vec![other.subject_id.clone()],
+                title: title.map(str::to_owned),
+            },
+        )
+        .unwrap()
+        .0
+    };
+    let group = start(
+        &actor_a,
+        ConversationKind::Group,
+        b,
+        Some("Ashcombe and Quist"),
+    );
+    let direct = start(&actor_b, ConversationKind::Direct, a, None);
+    for (who, author) in [(a, &author_a), (b, &author_b)] {
+        let (file, _) =
+            common::seed_attachment(core, who, &group.id, &format!("{}.jpg", who.username));
+        chat.send_blocking(author, &group.id, "", &[file.id])
+            .unwrap();
+    }
+    for conv in [&group.id, &direct.id] {
+        let from_a = chat
+            .send_blocking(&author_a, conv, &format!("{A_NAME} writes"), &[])
+            .unwrap();
+        let from_b = chat
+            .send_blocking(&author_b, conv, &format!("{B_NAME} answers"), &[])
+            .unwrap();
+        chat.mark_blocking(&author_b, conv, Mark::Read, from_a.id)
+            .unwrap();
+        chat.mark_blocking(&author_a, conv, Mark::Delivered, from_b.id)
+            .unwrap();
+    }
+    for author in [&author_a, &author_b] {
+        steward::chat::connection_opened(
+            core,
+            author,
+            "backup-session-token",
+            Some("198.51.100.23"),
+        )
+        .unwrap();
+    }
 }
 
 /// A call from A to B, each party's number sealed under their own key.
@@ -655,8 +715,8 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["backend"], "sqlite");
     assert_eq!(manifest["keys_included"], false);
-    // Two photos, B's call recording and a stored access bundle each.
-    assert_eq!(manifest["blobs"], 5);
+    // Two photos, B's call recording, a stored access bundle each, two chat files.
+    assert_eq!(manifest["blobs"], 7);
     assert_eq!(manifest["master_key_id"], json!(core.keys.master_id()));
     assert!(manifest["schema_version"].as_i64().unwrap() >= 2);
     let on_disk: Value =
@@ -705,7 +765,7 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     };
     let r = backup::restore(&other, &backup_dir, &Actor::cli()).unwrap();
     assert!(r.purged_subjects.is_empty(), "{r:?}");
-    assert_eq!(r.blobs_restored, 5);
+    assert_eq!(r.blobs_restored, 7);
     {
         let copy = Steward::open(other).unwrap().0;
         let v = audit::verify(&copy.db, &copy.keys).unwrap();
@@ -756,9 +816,9 @@ fn backup_erase_restore_on_sqlite_with_a_running_server() {
     let (code, r, err) = steward(&["backup", "restore", p(&backup_dir), "--data-dir", p(&data)]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(r["purged_subjects"], json!([people.a.subject_id]));
-    // A's photo and bundle are purged with A.
-    assert_eq!(r["blobs_restored"], 5);
-    assert_eq!(r["blobs_purged"], 2);
+    // A's photo, bundle and chat file are purged with A.
+    assert_eq!(r["blobs_restored"], 7);
+    assert_eq!(r["blobs_purged"], 3);
     assert_eq!(r["keys_without_data"], 0);
     assert_eq!(r["sessions_revoked"], 2, "{r}");
     assert_eq!(r["purged_rows"]["subjects"], json!(1), "{r}");
@@ -816,8 +876,8 @@ fn backup_erase_restore_on_postgres() {
     });
     assert_eq!(report.manifest.backend, "postgres");
     assert!(backup_dir.join("data").join("subjects.jsonl").exists());
-    // Two photos, B's call recording and a stored access bundle each.
-    assert_eq!(report.manifest.blobs, 5);
+    // Two photos, B's call recording, a stored access bundle each, two chat files.
+    assert_eq!(report.manifest.blobs, 7);
     for f in files_under(&backup_dir) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.contains("key"), "{f:?}");

@@ -86,6 +86,15 @@ enum StaffExpect {
     /// Only the object's owner may use it, staff included (B's device
     /// contacts): the baseline is B's own user, who must succeed.
     Owner,
+    /// Only the members of B's conversation reach it (provider staff are not
+    /// members): the baseline is B's subject, a member, who must succeed.
+    Member,
+    /// As `Member`, but B's subject gets this refusal, which proves the object
+    /// was found and checked (a sent file cannot be deleted: 409).
+    MemberStatus(u16),
+    /// Only B's employer (B's tenant admin) reads B's chat: the baseline is
+    /// B's admin, who must succeed.
+    Employer,
 }
 
 /// A concrete request for an operation, aimed at tenant B.
@@ -127,6 +136,11 @@ struct TenantB {
     /// for DELETE.
     contact_id: String,
     spare_contact_id: String,
+    /// A group conversation of B's subject (owner) and B's operator, with a
+    /// message, named by `{conversation_id}`.
+    conversation_id: String,
+    /// A file B's subject sent in that conversation, named by `{attachment_id}`.
+    attachment_id: String,
 }
 
 impl TenantB {
@@ -157,6 +171,8 @@ impl TenantB {
         n.push(self.spare_entry_id.clone());
         n.push(self.contact_id.clone());
         n.push(self.spare_contact_id.clone());
+        // The content of B's chat file (seed_attachment writes its name into it).
+        n.push("chat-file-zulu-plan.jpg".into());
         n.into_iter().map(|s| s.to_lowercase()).collect()
     }
 
@@ -255,6 +271,10 @@ fn substitute(path: &str, b: &TenantB) -> (String, bool) {
             "recording_id" => b.recording_id.clone(),
             "entry_id" => b.entry_id.clone(),
             "contact_id" => b.contact_id.clone(),
+            "conversation_id" => b.conversation_id.clone(),
+            "attachment_id" => b.attachment_id.clone(),
+            // A member of B's conversation (not B's subject, who stays in it).
+            "member_id" => b.seeded.operator.subject_id.clone(),
             other => panic!(
                 "route {path} has path parameter {{{other}}}, which tests/isolation.rs cannot \
                  fill in: add a substitution with tenant B's matching id to `substitute`, so that \
@@ -311,6 +331,15 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
     }
     if op.method == "GET" && (op.path.contains("/media")) {
         staff = StaffExpect::Status(403);
+    }
+    if op.path.starts_with("/api/v1/chat/conversations/") {
+        staff = StaffExpect::Member;
+    }
+    if op.path.starts_with("/api/v1/chat/attachments/") {
+        staff = StaffExpect::Member;
+    }
+    if op.path.starts_with("/api/v1/tenants/{tenant_id}/chat/") {
+        staff = StaffExpect::Employer;
     }
     let body = match (op.method.as_str(), op.path.as_str()) {
         // B's request is not verified yet (verify comes later in path order), so
@@ -486,6 +515,33 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
             "formatted_name": "Isolation Friend",
             "phones": [{ "value": "+44 1632 960555" }],
         })),
+        // Chat: members of B's conversation only; starting one names B's admin.
+        ("POST", "/api/v1/chat/conversations") => {
+            names_b = true;
+            staff = StaffExpect::Member;
+            Some(json!({ "kind": "direct", "members": [b.seeded.admin.subject_id] }))
+        }
+        ("POST", "/api/v1/chat/conversations/{conversation_id}/members") => {
+            Some(json!({ "subject_id": b.seeded.dpo.subject_id }))
+        }
+        ("DELETE", "/api/v1/chat/conversations/{conversation_id}/members/{member_id}") => None,
+        ("POST", "/api/v1/chat/conversations/{conversation_id}/messages") => {
+            Some(json!({ "body": "isolation test" }))
+        }
+        // The body is JSON, not a file: B's member gets 415 after the member check.
+        ("POST", "/api/v1/chat/conversations/{conversation_id}/attachments") => {
+            staff = StaffExpect::MemberStatus(415);
+            Some(json!({}))
+        }
+        // A sent file stays with its message: B's member gets 409.
+        ("DELETE", "/api/v1/chat/attachments/{attachment_id}") => {
+            staff = StaffExpect::MemberStatus(409);
+            None
+        }
+        ("POST", "/api/v1/chat/conversations/{conversation_id}/delivered")
+        | ("POST", "/api/v1/chat/conversations/{conversation_id}/read") => {
+            Some(json!({ "up_to": 1 }))
+        }
         (m, p) => panic!(
             "route {m} {p} has no request builder in tests/isolation.rs: add one to \
              `request_for` that builds a valid request aimed at tenant B, so that tenant \
@@ -668,6 +724,31 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
     };
     let contact_id = contact("Zulu Device Friend", "+441632960777");
     let spare_contact_id = contact("Zulu Spare Friend", "+441632960778");
+    // B's chat: a group of B's subject and operator, with a message from B's subject.
+    let (conversation_id, attachment_id) = tokio::task::block_in_place(|| {
+        let chat = steward::chat::Chat::start(core.clone());
+        let owner = steward::accounts::actor_for(&seeded.subject);
+        let (c, _) = steward::chat::conversations::create(
+            &core,
+            &owner,
+            steward::chat::NewConversation {
+                kind: steward::chat::ConversationKind::Group,
+                members: vec![seeded.operator.subject_id.clone()],
+                title: Some("Zulu planning".into()),
+            },
+        )
+        .unwrap();
+        let author = chat.author(&owner).unwrap();
+        let (file, _) = common::seed_attachment(&core, &seeded.subject, &c.id, "zulu-plan.jpg");
+        chat.send_blocking(
+            &author,
+            &c.id,
+            "isolation hello",
+            std::slice::from_ref(&file.id),
+        )
+        .unwrap();
+        (c.id, file.id)
+    });
     let b = TenantB {
         seeded,
         request_id,
@@ -681,6 +762,8 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
         spare_entry_id,
         contact_id,
         spare_contact_id,
+        conversation_id,
+        attachment_id,
     };
     let staff_op = provider_staff(&core, "staff-op", Role::Operator);
     let staff_dpo = provider_staff(&core, "staff-dpo", Role::Dpo);
@@ -923,24 +1006,47 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
         }
         let mut outcomes = Vec::new();
         let mut ok = false;
+        // B's own callers get fresh sessions: the staff baselines before
+        // (disable, then enable B's subject) revoked the earlier ones.
+        let b_callers: Vec<(&str, String)> = match req.staff {
+            StaffExpect::Member | StaffExpect::MemberStatus(_) => vec![(
+                "B's subject (a member)",
+                server.login(&b.subject().username).await,
+            )],
+            StaffExpect::Employer => vec![(
+                "B's admin (the employer)",
+                server.login(&b.seeded.admin.username).await,
+            )],
+            _ => Vec::new(),
+        };
         let owner = [("B's own user", b_subject_token.clone())];
         let baseline_tokens: &[(&str, String)] = match req.staff {
             StaffExpect::Owner => &owner,
+            StaffExpect::Member | StaffExpect::MemberStatus(_) | StaffExpect::Employer => {
+                &b_callers
+            }
             _ => &staff_tokens,
         };
         for (who, token) in baseline_tokens {
             let (s, body) = send(&server, op, req, Some(token)).await;
             calls += 1;
             let passed = match req.staff {
-                StaffExpect::Success | StaffExpect::Owner => (200..300).contains(&s),
+                StaffExpect::Success
+                | StaffExpect::Owner
+                | StaffExpect::Member
+                | StaffExpect::Employer => (200..300).contains(&s),
                 StaffExpect::Conflict => s == 409,
+                StaffExpect::MemberStatus(code) => s == code,
                 StaffExpect::Status(code) => s == code,
                 StaffExpect::Message(code, m) => s == code && body.to_string().contains(m),
             };
             // What staff see of B is what the scan looks for in A's answers.
             if passed
                 && op.method == "GET"
-                && req.staff == StaffExpect::Success
+                && matches!(
+                    req.staff,
+                    StaffExpect::Success | StaffExpect::Member | StaffExpect::Employer
+                )
                 && b.found_in(&body).is_empty()
             {
                 failures.push(format!(
@@ -955,8 +1061,16 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_route() {
             baseline += 1;
         } else {
             failures.push(format!(
-                "baseline: provider staff could not {} {} ({:?} expected): {outcomes:?}",
-                op.method, op.path, req.staff
+                "baseline: {} could not {} {} ({:?} expected): {outcomes:?}",
+                match req.staff {
+                    StaffExpect::Member | StaffExpect::MemberStatus(_) => "B's member",
+                    StaffExpect::Employer => "B's employer",
+                    StaffExpect::Owner => "B's own user",
+                    _ => "provider staff",
+                },
+                op.method,
+                op.path,
+                req.staff
             ));
         }
     }

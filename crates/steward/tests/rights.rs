@@ -302,6 +302,44 @@ fn scenario(env: &Env) -> String {
     .unwrap();
     rights::verify(core, &dpo, &earlier.id, "portal session").unwrap();
     export::for_request(core, &dpo, &earlier.id, &env.dir.path().join("earlier.zip")).unwrap();
+    // Chat: a group she started with a colleague, a message each way, her read
+    // mark, and her real-time connection (IP address and session).
+    let chat = steward::chat::Chat::start(env.core.clone());
+    let colleague = accounts::actor_for(&t.subject);
+    let (group, _) = steward::chat::conversations::create(
+        core,
+        &me,
+        steward::chat::NewConversation {
+            kind: steward::chat::ConversationKind::Group,
+            members: vec![t.subject.subject_id.clone()],
+            title: Some("Quennell reunion".into()),
+        },
+    )
+    .unwrap();
+    let author = chat.author(&me).unwrap();
+    let (file, file_bytes) =
+        common::seed_attachment(core, &user, &group.id, "quennell-recipe-card.jpg");
+    chat.send_blocking(
+        &author,
+        &group.id,
+        "Rosalind's secret recipe",
+        std::slice::from_ref(&file.id),
+    )
+    .unwrap();
+    let reply = chat
+        .send_blocking(
+            &chat.author(&colleague).unwrap(),
+            &group.id,
+            "Thanks, Rosalind",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        chat.mark_blocking(&author, &group.id, steward::chat::Mark::Read, reply.id)
+            .unwrap(),
+        1
+    );
+    steward::chat::connection_opened(core, &author, &session.token, Some("203.0.113.9")).unwrap();
 
     // Access request: the deadline is 10 working days on; nothing is released before verification.
     let req = rights::create(
@@ -408,6 +446,33 @@ fn scenario(env: &Env) -> String {
     assert_eq!(own.formatted_name.as_deref(), Some(NAME));
     assert_eq!(own.title.as_deref(), Some("Head of Billing"));
     assert_eq!(own.uid, Some(format!("urn:uuid:{}", entry.id)));
+    // Her chat: her messages' text, her status of the message she received
+    // (whose sender stays out), her group's title, her connection's IP address.
+    let rows = |name: &str| -> Vec<serde_json::Value> {
+        serde_json::from_str(&files[&format!("data/{name}.json")]).unwrap()
+    };
+    assert_eq!(rows("chat_messages")[0]["body"], "Rosalind's secret recipe");
+    let receipt = &rows("chat_receipts")[0];
+    assert_eq!(
+        (receipt["state"].as_str(), receipt["message_seq"].as_i64()),
+        (Some("read"), Some(reply.id))
+    );
+    assert_eq!(rows("chat_conversations")[0]["title"], "Quennell reunion");
+    assert_eq!(
+        rows("chat_members")[0]["conversation_id"],
+        group.id.as_str()
+    );
+    assert_eq!(rows("chat_connections")[0]["ip"], "203.0.113.9");
+    assert!(rows("chat_connections")[0].get("session_hash").is_none());
+    assert!(!files["data/chat_receipts.json"].contains("Thanks, Rosalind"));
+    assert_eq!(
+        rows("chat_attachments")[0]["name"],
+        "quennell-recipe-card.jpg"
+    );
+    assert_eq!(
+        unzip_bytes(&out)[&format!("files/chat_attachments/{}.jpg", file.id)],
+        file_bytes
+    );
     let art15: serde_json::Value = serde_json::from_str(&files["article15.json"]).unwrap();
     let disclosed = art15["disclosed_to"].as_array().unwrap();
     assert_eq!(disclosed.len(), 1);
@@ -495,6 +560,18 @@ fn scenario(env: &Env) -> String {
     let after = counts(env, &s);
     assert!(after.values().all(|n| *n == 0), "left behind: {after:?}");
     assert!(core.keys.subject_key(&s).unwrap().is_none());
+    // The colleague keeps the group and his message; hers is a gap without text.
+    let page = steward::chat::history::history(core, &colleague, &group.id, None, None).unwrap();
+    assert_eq!(page.messages.len(), 2);
+    assert_eq!(page.messages[0].body.as_deref(), Some("Thanks, Rosalind"));
+    assert_eq!(page.messages[0].receipts[0].subject_id, None);
+    assert_eq!(
+        (
+            page.messages[1].body.as_deref(),
+            page.messages[1].sender_subject_id.as_deref()
+        ),
+        (None, None)
+    );
     // Request records remain, without the subject and with their words cleared.
     let kept = rights::get(core, &dpo, &first.id).unwrap();
     assert_eq!(

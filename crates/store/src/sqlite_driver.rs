@@ -1,7 +1,16 @@
 //! SQLite driver: one writer connection and a few readers, all in WAL mode, so a
 //! second process (the CLI while `serve` runs) can work on the same file.
+//!
+//! The write-ahead log is folded back into the main file by a thread of its
+//! own (a PASSIVE checkpoint every [`CHECKPOINT_EVERY`]), not by the writer at
+//! the end of a commit: a checkpoint writes pages and syncs the file, and done
+//! by the writer it holds up every transaction queued behind that commit (chat
+//! sends waited tens of milliseconds for it; see docs/PERFORMANCE.md). Should
+//! that thread fall behind, the writer still checkpoints once the log reaches
+//! [`WRITER_AUTOCHECKPOINT`] pages.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -12,10 +21,48 @@ use crate::{Backend, Conn, Driver, Row, StoreError, StoreResult, Value, to_sqlit
 
 const READERS: usize = 4;
 
+/// How often the checkpoint thread runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Log pages after which the writer checkpoints itself (SQLite's default is
+/// 1,000; about 40 MB at 4 KiB pages).
+const WRITER_AUTOCHECKPOINT: u32 = 10_000;
+
 pub(crate) struct SqliteDriver {
     path: PathBuf,
     writer: Pool<Connection>,
     readers: Pool<Connection>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpoints: Option<mpsc::Sender<()>>,
+}
+
+/// Starts the thread that checkpoints `path` until the returned sender (or the
+/// driver holding it) is dropped. `None` if the thread could not start: then
+/// the writer's own checkpoints keep the log bounded.
+fn spawn_checkpointer(path: PathBuf) -> Option<mpsc::Sender<()>> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let mut conn: Option<Connection> = None;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if conn.is_none() {
+                    conn = connect(&path).ok();
+                }
+                // PASSIVE copies what it can without waiting for readers or the
+                // writer, which keeps appending meanwhile.
+                let done = conn
+                    .as_ref()
+                    .map(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
+                // A failure (the file locked by a restore, say) is retried on a
+                // fresh connection next time.
+                if let Some(Err(_)) = done {
+                    conn = None;
+                }
+            }
+        })
+        .ok()?;
+    Some(stop)
 }
 
 fn connect(path: &Path) -> StoreResult<Connection> {
@@ -56,12 +103,20 @@ impl SqliteDriver {
         let first = connect(path)?;
         let p1 = path.to_path_buf();
         let p2 = path.to_path_buf();
-        let writer = Pool::new(1, move || connect(&p1));
+        let writer = Pool::new(1, move || {
+            let conn = connect(&p1)?;
+            conn.execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT};"
+            ))
+            .map_err(map_err)?;
+            Ok(conn)
+        });
         drop(first);
         Ok(SqliteDriver {
             path: path.to_path_buf(),
             writer,
             readers: Pool::new(READERS, move || connect(&p2)),
+            _checkpoints: spawn_checkpointer(path.to_path_buf()),
         })
     }
 }

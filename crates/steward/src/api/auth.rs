@@ -59,11 +59,14 @@ async fn login(
     responses((status = 204), (status = 401, body = ErrorBody)))]
 async fn logout(State(state): State<AppState>, parts: Parts) -> ApiResult<StatusCode> {
     let token = bearer(&parts).ok_or_else(|| ApiError::from(Error::Unauthenticated))?;
+    let session = steward_crypto::token::hash_token(&token);
     blocking(&state, move |core| {
         accounts::authenticate(core, &token)?;
         accounts::logout(core, &token)
     })
     .await?;
+    // Chat sockets opened with this session close with it.
+    state.chat.hub().close_session(&session);
     Ok(StatusCode::NO_CONTENT)
 }
 

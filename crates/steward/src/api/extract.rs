@@ -127,7 +127,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     Ok(value)
 }
 
-fn named_field(message: &str) -> Option<String> {
+pub(crate) fn named_field(message: &str) -> Option<String> {
     ["missing field `", "duplicate field `"]
         .iter()
         .find_map(|p| {

@@ -10,6 +10,7 @@ mod contacts;
 mod credit;
 mod directory;
 mod enquiries;
+mod chat;
 mod extract;
 mod marketing;
 mod media;
@@ -28,6 +29,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -35,6 +37,7 @@ use utoipa::openapi::OpenApi;
 use utoipa::{OpenApi as _, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::chat::Chat;
 use crate::core::Steward;
 use crate::error::Error;
 
@@ -46,6 +49,8 @@ pub const MAX_JSON_BODY: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub core: Arc<Steward>,
+    /// Chat's writer and realtime hub (one per server).
+    pub chat: Arc<Chat>,
     /// Caps concurrent argon2 verifications (each costs ~20 ms of one core), so
     /// a burst of logins cannot starve every other request.
     pub(crate) login_gate: Arc<Semaphore>,
@@ -150,7 +155,7 @@ pub async fn blocking<T: Send + 'static>(
         description = "Personal data of a cloud communications provider, with the privacy statement's promises kept in code.",
         license(name = "AGPL-3.0-or-later")
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, chat::ClientFrame, crate::chat::ServerFrame)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -201,16 +206,20 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
                 .merge(recordings::routes())
                 .merge(directory::routes())
                 .merge(contacts::routes())
+                .merge(chat::routes())
                 .merge(system::api_routes()),
         )
         .split_for_parts()
 }
 
-/// The whole application: API, health, metrics.
-pub fn app(core: Arc<Steward>) -> Router {
+/// The whole application: API, health, metrics; with the chat service it
+/// started (whose sockets close when the server stops).
+pub fn app(core: Arc<Steward>) -> (Router, Arc<Chat>) {
     let (api, openapi) = api_routes();
+    let chat = Chat::start(core.clone());
     let state = AppState {
         core,
+        chat: chat.clone(),
         login_gate: Arc::new(Semaphore::new(
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -219,7 +228,8 @@ pub fn app(core: Arc<Steward>) -> Router {
         metrics: metrics_handle(),
         openapi: Arc::new(openapi),
     };
-    api.merge(system::routes())
+    let router = api
+        .merge(system::routes())
         .merge(crate::web::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route", None)
@@ -235,7 +245,8 @@ pub fn app(core: Arc<Steward>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn(observe))
-        .with_state(state)
+        .with_state(state);
+    (router, chat)
 }
 
 /// Logs and counts every request by its route template (never the raw path or
@@ -264,11 +275,23 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (router, chat) = app(core);
+    // Small frames (chat) go out at once instead of waiting for the previous
+    // segment's acknowledgement (Nagle's algorithm).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
-        app(core).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Upgraded connections are not the server's to wait for: tell them to close.
+        chat.hub().close_all();
+    })
     .await
 }
 

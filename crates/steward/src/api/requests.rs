@@ -283,9 +283,10 @@ async fn erase_request(
     Authed(a): Authed,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ErasureReport>> {
-    blocking(&s, move |core| erase::for_request(core, &a, &id))
-        .await
-        .map(Json)
+    let report = blocking(&s, move |core| erase::for_request(core, &a, &id)).await?;
+    // Their account is gone: their open chat sockets close now.
+    s.chat.hub().close_subject(&report.subject_id);
+    Ok(Json(report))
 }
 
 /// Download the stored bundle of a fulfilled access or portability request: the

@@ -139,11 +139,13 @@ async fn disable_account(
     Authed(a): Authed,
     ApiPath(account_id): ApiPath<String>,
 ) -> ApiResult<Json<Account>> {
-    blocking(&s, move |core| {
+    let account = blocking(&s, move |core| {
         accounts::set_disabled(core, &a, &account_id, true)
     })
-    .await
-    .map(Json)
+    .await?;
+    // Its sessions are revoked: its open chat sockets close now.
+    s.chat.hub().close_subject(&account.subject_id);
+    Ok(Json(account))
 }
 
 /// Re-enable an account.

@@ -96,9 +96,37 @@ pub struct Global {
         value_parser = clap::value_parser!(i64).range(1..=3650)
     )]
     pub bundle_keep_days: i64,
+    /// Largest chat message text, in bytes (UTF-8).
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_CHAT_MAX_MESSAGE_BYTES",
+        default_value_t = crate::config::CHAT_MAX_MESSAGE_BYTES,
+        value_parser = message_limit
+    )]
+    pub chat_max_message_bytes: usize,
+    /// Largest file sent in chat, in bytes.
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_CHAT_MAX_ATTACHMENT_BYTES",
+        default_value_t = crate::config::CHAT_MAX_ATTACHMENT_BYTES
+    )]
+    pub chat_max_attachment_bytes: u64,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// A chat message limit: 1 byte to 1 MiB (the largest JSON body the API reads).
+fn message_limit(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=crate::api::MAX_JSON_BODY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?}: give a number of bytes from 1 to {}",
+            crate::api::MAX_JSON_BODY
+        )),
+    }
 }
 
 impl Global {
@@ -120,6 +148,8 @@ impl Global {
             max_media_bytes: self.max_media_bytes,
             max_recording_bytes: self.max_recording_bytes,
             bundle_keep_days: self.bundle_keep_days,
+            chat_max_message_bytes: self.chat_max_message_bytes,
+            chat_max_attachment_bytes: self.chat_max_attachment_bytes,
             ..Settings::default()
         }
     }

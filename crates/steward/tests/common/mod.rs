@@ -268,6 +268,32 @@ pub fn seed_recordings(
     (call, recs)
 }
 
+/// The user uploads a JPEG (its bytes contain `name`) to a chat conversation,
+/// pending until a message names it. From synchronous test code. Returns the
+/// attachment and the bytes uploaded.
+pub fn seed_attachment(
+    core: &Arc<Steward>,
+    user: &Account,
+    conversation_id: &str,
+    name: &str,
+) -> (steward::chat::Attachment, Vec<u8>) {
+    let bytes = jpeg(&format!("chat-file-{name}"));
+    let body =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes.clone()))]);
+    let item = steward::core::block_on(steward::chat::attachments::upload(
+        core.clone(),
+        accounts::actor_for(user),
+        conversation_id.to_owned(),
+        steward::chat::attachments::Upload {
+            content_type: Some("image/jpeg".into()),
+            name: Some(name.to_owned()),
+        },
+        body,
+    ))
+    .unwrap();
+    (item, bytes)
+}
+
 /// A running HTTP server on 127.0.0.1 with a random port.
 pub struct Server {
     pub base: String,

@@ -1,0 +1,677 @@
+//! The chat writer: threads ("lanes") that store sends and status marks with
+//! group commit. A conversation always goes to the same lane, so its messages
+//! are numbered and stored in the order they were sent; SQLite has one lane (it
+//! has one writer connection anyway), PostgreSQL [`super::PG_LANES`], so that
+//! one lane's commit (a log sync) overlaps the others' work.
+//!
+//! A lane waits for the first queued operation, then takes every other one
+//! already queued (up to [`BATCH_MAX`]) and applies them all in one transaction:
+//!
+//! 1. the policy check of `chat` for `provision` (once), and consent per sender
+//!    when a custom policy asks for it;
+//! 2. the members of each conversation named (one query per conversation): an
+//!    operation by someone who is not a member of a conversation of their
+//!    tenant is refused with 404, alone;
+//! 3. ids for the batch's messages and receipts from the lane's block of the
+//!    `chat` counter (a new block of [`ID_BLOCK`] taken in the batch when it
+//!    runs out), the rows through `Conn::copy_in` (a prepared insert on SQLite,
+//!    binary COPY on PostgreSQL), the files taken, the senders' retention
+//!    clocks (one statement, subjects in id order so lanes never deadlock);
+//! 4. each mark: the receipts it moves forward (to notify their senders), then
+//!    one UPDATE.
+//!
+//! After the commit, each operation is answered (its connection's outbox, or
+//! the caller waiting on it) and the stored messages and status events are
+//! pushed through the hub. A failed transaction (the database, not one
+//! operation) refuses every operation of the batch with that error. Nothing is
+//! acknowledged before it is committed, and nothing is pushed that was not.
+//!
+//! The writer writes no audit entry for a member's own messages and marks: a
+//! user's own chatting is not an access to someone else's data. Bodies are
+//! sealed before they reach the queue; the plain text is kept in memory only to
+//! be pushed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use steward_crypto::DataKey;
+use steward_policy::ConsentRule;
+use steward_store::{Value, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::attachments::{self, COLUMNS as ATTACHMENT_COLUMNS};
+use super::hub::{Hub, Outbox};
+use super::{BATCH_MAX, CATEGORY, Mark, Message, PURPOSE, Receipt, ReceiptState, ServerFrame};
+use crate::access::Actor;
+use crate::core::{Steward, Tx};
+use crate::error::{Error, Result};
+use crate::processing::{self, Use};
+use crate::subjects;
+
+/// How the writer appears in the audit log (it writes no entry of its own; a
+/// consumed single-use consent would be recorded as `system:chat`).
+pub const JOB: &str = "chat";
+
+const MESSAGE_COLUMNS: [&str; 6] = [
+    "seq",
+    "conversation_id",
+    "tenant_id",
+    "sender_subject_id",
+    "body_enc",
+    "sent_at",
+];
+
+const RECEIPT_COLUMNS: [&str; 8] = [
+    "id",
+    "message_seq",
+    "conversation_id",
+    "recipient_subject_id",
+    "state",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+];
+
+/// Something for the writer to do.
+pub(crate) enum Op {
+    Send(SendOp),
+    Mark(MarkOp),
+}
+
+pub(crate) struct SendOp {
+    pub tenant_id: String,
+    pub conversation_id: String,
+    pub sender: String,
+    /// The plain text, for the push only: never stored, never logged.
+    pub body: String,
+    pub body_enc: Vec<u8>,
+    /// Ids of the sender's pending uploads the message takes.
+    pub attachments: Vec<String>,
+    /// The sender's key, to show the files' names in the answer and the push
+    /// (only when there are files).
+    pub key: Option<DataKey>,
+    pub client_id: Option<String>,
+    pub reply: Reply,
+}
+
+pub(crate) struct MarkOp {
+    pub tenant_id: String,
+    pub conversation_id: String,
+    pub subject: String,
+    pub mark: Mark,
+    pub up_to: i64,
+    pub client_id: Option<String>,
+    pub reply: Reply,
+}
+
+/// Where the answer to an operation goes.
+pub(crate) enum Reply {
+    /// A WebSocket connection: the answer is a frame in its outbox.
+    Socket(Outbox),
+    /// A caller waiting for the result (REST, CLI, tests).
+    Once(oneshot::Sender<Result<Done>>),
+}
+
+pub(crate) enum Done {
+    Sent(Message),
+    Marked(u64),
+}
+
+impl Op {
+    fn reply(&self) -> &Reply {
+        match self {
+            Op::Send(s) => &s.reply,
+            Op::Mark(m) => &m.reply,
+        }
+    }
+
+    fn conversation(&self) -> (&str, &str) {
+        match self {
+            Op::Send(s) => (&s.conversation_id, &s.tenant_id),
+            Op::Mark(m) => (&m.conversation_id, &m.tenant_id),
+        }
+    }
+
+    fn subject(&self) -> &str {
+        match self {
+            Op::Send(s) => &s.sender,
+            Op::Mark(m) => &m.subject,
+        }
+    }
+}
+
+/// What an operation did, for its answer and the pushes.
+enum Applied {
+    Sent {
+        message: Message,
+        members: Arc<Vec<String>>,
+    },
+    Marked {
+        changed: u64,
+        at: i64,
+        /// The moved receipts' message ids, per sender (to notify).
+        by_sender: BTreeMap<String, Vec<i64>>,
+    },
+}
+
+/// Ids a lane takes from the `chat` counter at a time.
+const ID_BLOCK: i64 = 100_000;
+
+/// The ids a lane has reserved from the `chat` counter and not used yet:
+/// `next..end`. Taking from the counter holds its row lock until the batch
+/// commits, so lanes reserve blocks rarely and number their rows from memory.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ids {
+    next: i64,
+    end: i64,
+}
+
+impl Ids {
+    /// The first of `n` consecutive ids, reserving a block inside `tx` when the
+    /// lane has too few left (kept only if the batch commits).
+    fn take(&mut self, tx: &mut Tx<'_>, n: i64) -> Result<i64> {
+        if self.end - self.next < n {
+            let block = n.max(ID_BLOCK);
+            let end = tx
+                .conn
+                .query_opt(
+                    "UPDATE counters SET value = value + $1 WHERE name = 'chat' RETURNING value",
+                    params![block],
+                )?
+                .ok_or_else(|| Error::Internal("the chat counter is missing".into()))?
+                .i64(0)?;
+            self.next = end - block + 1;
+            self.end = end + 1;
+        }
+        let first = self.next;
+        self.next += n;
+        Ok(first)
+    }
+}
+
+/// A writer lane's loop; returns when every sender of its queue is gone.
+pub(crate) fn run(core: &Steward, hub: &Hub, mut queue: mpsc::Receiver<Op>) {
+    let actor = Actor::system(JOB);
+    let mut ids = Ids::default();
+    while let Some(first) = queue.blocking_recv() {
+        let mut ops = Vec::with_capacity(64);
+        ops.push(first);
+        while ops.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let mut reserved = ids;
+        let results = match core.write(&actor, |tx| apply(tx, &ops, &mut reserved)) {
+            Ok(results) => {
+                ids = reserved;
+                results
+            }
+            Err(e) => {
+                tracing::error!(error = %e, operations = ops.len(), "chat batch failed");
+                ops.iter().map(|_| Err(copy(&e))).collect()
+            }
+        };
+        let took = started.elapsed();
+        metrics::histogram!("steward_chat_batch_operations").record(ops.len() as f64);
+        metrics::histogram!("steward_chat_batch_seconds").record(took.as_secs_f64());
+        tracing::debug!(
+            operations = ops.len(),
+            micros = took.as_micros() as u64,
+            "chat batch"
+        );
+        for (op, result) in ops.into_iter().zip(results) {
+            deliver(hub, op, result);
+        }
+    }
+}
+
+/// The same error again (errors are not `Clone`: the store's carry strings).
+fn copy(e: &Error) -> Error {
+    match e {
+        Error::Invalid { field, message } => Error::Invalid {
+            field: field.clone(),
+            message: message.clone(),
+        },
+        Error::Forbidden(m) => Error::Forbidden(m.clone()),
+        Error::ConsentRequired { purpose } => Error::ConsentRequired {
+            purpose: purpose.clone(),
+        },
+        Error::NotFound(m) => Error::NotFound(m.clone()),
+        Error::Conflict(m) => Error::Conflict(m.clone()),
+        Error::TooLarge(m) => Error::TooLarge(m.clone()),
+        Error::UnsupportedType(m) => Error::UnsupportedType(m.clone()),
+        Error::Busy(m) => Error::Busy(m.clone()),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+/// Applies a batch inside one transaction. The outer error fails the batch;
+/// an inner one refuses only its operation.
+fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids) -> Result<Vec<Result<Applied>>> {
+    let rule = match tx.policy().check_use(CATEGORY, PURPOSE) {
+        Ok(rule) => rule,
+        Err(e) => {
+            let e = Error::invalid("category", e.to_string());
+            return Ok(ops.iter().map(|_| Err(copy(&e))).collect());
+        }
+    };
+    // The members of every conversation the batch names (one query), with
+    // the conversation's tenant.
+    let named: BTreeSet<&str> = ops.iter().map(|op| op.conversation().0).collect();
+    let mut members: HashMap<String, (String, Arc<Vec<String>>)> = HashMap::new();
+    let named: Vec<&str> = named.into_iter().collect();
+    for chunk in named.chunks(IN_CHUNK) {
+        let rows = tx.conn.query(
+            &format!(
+                "SELECT m.conversation_id, c.tenant_id, m.subject_id FROM chat_members m \
+                 JOIN chat_conversations c ON c.id = m.conversation_id \
+                 WHERE m.conversation_id IN ({}) ORDER BY m.conversation_id, m.subject_id",
+                marks(1, chunk.len())
+            ),
+            &chunk.iter().map(|c| Value::from(*c)).collect::<Vec<_>>(),
+        )?;
+        let mut lists: HashMap<String, (String, Vec<String>)> = HashMap::new();
+        for r in &rows {
+            let entry = lists
+                .entry(r.text(0)?)
+                .or_insert_with(|| (String::new(), Vec::new()));
+            entry.0 = r.text(1)?;
+            entry.1.push(r.text(2)?);
+        }
+        members.extend(
+            lists
+                .into_iter()
+                .map(|(conv, (tenant, list))| (conv, (tenant, Arc::new(list)))),
+        );
+    }
+    // Consent, only where a custom policy asks for it.
+    let mut refused: HashMap<&str, Error> = HashMap::new();
+    if rule.consent != ConsentRule::NotNeeded {
+        let subjects: HashSet<&str> = ops.iter().map(Op::subject).collect();
+        for s in subjects {
+            let use_ = Use {
+                subject_id: s,
+                category: CATEGORY,
+                purpose: PURPOSE,
+                recipient: None,
+            };
+            if let Err(e) = processing::permit(tx, &use_) {
+                refused.insert(s, e);
+            }
+        }
+    }
+    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut checked: Vec<Result<Checked>> = Vec::with_capacity(ops.len());
+    for op in ops {
+        if let Some(e) = refused.get(op.subject()) {
+            checked.push(Err(copy(e)));
+            continue;
+        }
+        let (conversation, tenant) = op.conversation();
+        let members = match members.get(conversation) {
+            Some((t, list)) if t == tenant && list.iter().any(|m| m == op.subject()) => {
+                list.clone()
+            }
+            _ => {
+                checked.push(Err(Error::NotFound("conversation".into())));
+                continue;
+            }
+        };
+        let files = match op {
+            Op::Send(s) if !s.attachments.is_empty() => {
+                let files = pending_files(tx, s)?;
+                let taken = s.attachments.iter().any(|a| claimed.contains(a.as_str()));
+                if files.len() != s.attachments.len() || taken {
+                    checked.push(Err(Error::NotFound(
+                        "attachment (one of yours, uploaded to this conversation and not sent yet)"
+                            .into(),
+                    )));
+                    continue;
+                }
+                claimed.extend(s.attachments.iter().map(String::as_str));
+                files
+            }
+            _ => Vec::new(),
+        };
+        checked.push(Ok(Checked { members, files }));
+    }
+
+    let sent = store_sends(tx, ops, &checked, ids)?;
+    let mut sent = sent.into_iter();
+    // Each mark moves its receipts (one statement each); then one query finds
+    // the senders to notify of every receipt that moved.
+    let mut moved: Vec<Option<Vec<i64>>> = Vec::with_capacity(ops.len());
+    for (op, check) in ops.iter().zip(&checked) {
+        moved.push(match (op, check) {
+            (Op::Mark(m), Ok(_)) => Some(apply_mark(tx, m)?),
+            _ => None,
+        });
+    }
+    let senders = senders_of(tx, moved.iter().flatten().flatten().copied())?;
+    let mut results: Vec<Result<Applied>> = Vec::with_capacity(ops.len());
+    for ((op, check), moved) in ops.iter().zip(checked).zip(moved) {
+        let result = match (op, check) {
+            (_, Err(e)) => Err(e),
+            (Op::Send(_), Ok(Checked { members, .. })) => match sent.next() {
+                Some(message) => Ok(Applied::Sent { message, members }),
+                None => Err(Error::Internal("a stored message went missing".into())),
+            },
+            (Op::Mark(_), Ok(_)) => {
+                let seqs = moved.unwrap_or_default();
+                let mut by_sender: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+                for seq in &seqs {
+                    if let Some(sender) = senders.get(seq) {
+                        by_sender.entry(sender.clone()).or_default().push(*seq);
+                    }
+                }
+                Ok(Applied::Marked {
+                    changed: seqs.len() as u64,
+                    at: tx.at,
+                    by_sender,
+                })
+            }
+        };
+        results.push(result);
+    }
+    let touched: BTreeSet<&str> = ops
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(op, _)| op.subject())
+        .collect();
+    let touched: Vec<&str> = touched.into_iter().collect();
+    subjects::touch_all(tx, &touched)?;
+    Ok(results)
+}
+
+/// What the checks found for an operation they let through.
+struct Checked {
+    members: Arc<Vec<String>>,
+    /// The pending uploads a send takes (rows in `attachments::COLUMNS` order).
+    files: Vec<steward_store::Row>,
+}
+
+/// The sender's pending uploads to this conversation among those a send names.
+fn pending_files(tx: &mut Tx<'_>, s: &SendOp) -> Result<Vec<steward_store::Row>> {
+    let mut args = vec![
+        Value::from(s.sender.as_str()),
+        Value::from(s.conversation_id.as_str()),
+    ];
+    args.extend(s.attachments.iter().map(|a| Value::from(a.as_str())));
+    let marks: Vec<String> = (3..=args.len()).map(|i| format!("${i}")).collect();
+    Ok(tx.conn.query(
+        &format!(
+            "SELECT {ATTACHMENT_COLUMNS} FROM chat_attachments WHERE subject_id = $1 \
+             AND conversation_id = $2 AND message_seq IS NULL AND id IN ({}) \
+             ORDER BY created_at, id",
+            marks.join(", ")
+        ),
+        &args,
+    )?)
+}
+
+/// Stores the batch's accepted sends; returns their messages in order.
+fn store_sends(
+    tx: &mut Tx<'_>,
+    ops: &[Op],
+    checked: &[Result<Checked>],
+    reserved: &mut Ids,
+) -> Result<Vec<Message>> {
+    let accepted: Vec<(&SendOp, &Checked)> = ops
+        .iter()
+        .zip(checked)
+        .filter_map(|(op, c)| match (op, c) {
+            (Op::Send(s), Ok(c)) => Some((s, c)),
+            _ => None,
+        })
+        .collect();
+    if accepted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: usize = accepted.iter().map(|(_, c)| c.members.len()).sum();
+    let mut next = reserved.take(tx, ids as i64)?;
+    let at = tx.at;
+    let mut messages = Vec::with_capacity(accepted.len());
+    let mut message_rows = Vec::with_capacity(accepted.len());
+    let mut receipt_rows = Vec::with_capacity(ids - accepted.len());
+    let mut taken: Vec<(i64, &str)> = Vec::new();
+    for (s, Checked { members, files }) in accepted {
+        let seq = next;
+        next += 1;
+        message_rows.push(vec![
+            Value::Int(seq),
+            Value::from(s.conversation_id.as_str()),
+            Value::from(s.tenant_id.as_str()),
+            Value::from(s.sender.as_str()),
+            Value::Bytes(s.body_enc.clone()),
+            Value::Int(at),
+        ]);
+        let mut receipts = Vec::with_capacity(members.len().saturating_sub(1));
+        for m in members.iter().filter(|m| **m != s.sender) {
+            receipt_rows.push(vec![
+                Value::Int(next),
+                Value::Int(seq),
+                Value::from(s.conversation_id.as_str()),
+                Value::from(m.as_str()),
+                Value::from(ReceiptState::Sent.as_str()),
+                Value::Int(at),
+                Value::Null,
+                Value::Null,
+            ]);
+            next += 1;
+            receipts.push(Receipt {
+                subject_id: Some(m.clone()),
+                state: ReceiptState::Sent,
+                sent_at: at,
+                delivered_at: None,
+                read_at: None,
+            });
+        }
+        let mut sent_files = Vec::with_capacity(files.len());
+        for f in files {
+            let mut a = attachments::from_row(f, s.key.as_ref())?;
+            a.message_id = Some(seq);
+            sent_files.push(a);
+        }
+        taken.extend(s.attachments.iter().map(|a| (seq, a.as_str())));
+        messages.push(Message {
+            id: seq,
+            conversation_id: s.conversation_id.clone(),
+            sender_subject_id: Some(s.sender.clone()),
+            body: Some(s.body.clone()),
+            sent_at: at,
+            state: None,
+            receipts,
+            attachments: sent_files,
+        });
+    }
+    tx.conn.copy_in(
+        "chat_messages",
+        &MESSAGE_COLUMNS,
+        &mut message_rows.into_iter(),
+    )?;
+    if !receipt_rows.is_empty() {
+        tx.conn.copy_in(
+            "chat_receipts",
+            &RECEIPT_COLUMNS,
+            &mut receipt_rows.into_iter(),
+        )?;
+    }
+    for (seq, id) in taken {
+        tx.conn.execute(
+            "UPDATE chat_attachments SET message_seq = $1 WHERE id = $2",
+            params![seq, id],
+        )?;
+    }
+    metrics::counter!("steward_chat_messages_total").increment(messages.len() as u64);
+    Ok(messages)
+}
+
+/// Moves the marking user's receipts forward; returns the ids of the messages
+/// whose receipts moved.
+fn apply_mark(tx: &mut Tx<'_>, m: &MarkOp) -> Result<Vec<i64>> {
+    let (pending, set) = match m.mark {
+        Mark::Delivered => ("state = 'sent'", "state = 'delivered', delivered_at = $4"),
+        Mark::Read => (
+            "state IN ('sent', 'delivered')",
+            "state = 'read', read_at = $4, delivered_at = COALESCE(delivered_at, $4)",
+        ),
+    };
+    let rows = tx.conn.query(
+        &format!(
+            "UPDATE chat_receipts SET {set} WHERE recipient_subject_id = $1 \
+             AND conversation_id = $2 AND message_seq <= $3 AND {pending} \
+             RETURNING message_seq"
+        ),
+        params![
+            m.subject.as_str(),
+            m.conversation_id.as_str(),
+            m.up_to,
+            tx.at
+        ],
+    )?;
+    let mut seqs = rows
+        .iter()
+        .map(|r| r.i64(0))
+        .collect::<steward_store::StoreResult<Vec<i64>>>()?;
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// The sender of each of these messages (erased senders are left out).
+fn senders_of(tx: &mut Tx<'_>, seqs: impl Iterator<Item = i64>) -> Result<HashMap<i64, String>> {
+    let seqs: Vec<Value> = seqs.map(Value::Int).collect();
+    let mut out = HashMap::with_capacity(seqs.len());
+    for chunk in seqs.chunks(IN_CHUNK) {
+        let rows = tx.conn.query(
+            &format!(
+                "SELECT seq, sender_subject_id FROM chat_messages WHERE seq IN ({}) \
+                 AND sender_subject_id IS NOT NULL",
+                marks(1, chunk.len())
+            ),
+            chunk,
+        )?;
+        for r in &rows {
+            out.insert(r.i64(0)?, r.text(1)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Values per `IN (…)` list (SQLite caps a statement's parameters).
+const IN_CHUNK: usize = 500;
+
+/// `$first, $first+1, …` for `n` parameters.
+fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Answers one operation and pushes what it changed.
+fn deliver(hub: &Hub, op: Op, result: Result<Applied>) {
+    let origin = match op.reply() {
+        Reply::Socket(o) => Some(o.id),
+        Reply::Once(_) => None,
+    };
+    match (op, result) {
+        (Op::Send(s), Ok(Applied::Sent { message, members })) => {
+            let for_recipients = ServerFrame::Message {
+                message: Message {
+                    state: Some(ReceiptState::Sent),
+                    receipts: Vec::new(),
+                    ..message.clone()
+                },
+            }
+            .to_text();
+            for m in members.iter().filter(|m| **m != s.sender) {
+                hub.push(m, &for_recipients, None);
+            }
+            // The sender's other connections (other devices) see it as theirs.
+            if hub.has_others(&s.sender, origin) {
+                let own = ServerFrame::Message {
+                    message: message.clone(),
+                }
+                .to_text();
+                hub.push(&s.sender, &own, origin);
+            }
+            match s.reply {
+                Reply::Socket(o) => {
+                    o.push(
+                        &ServerFrame::Sent {
+                            client_id: s.client_id,
+                            message,
+                        }
+                        .to_text(),
+                    );
+                }
+                Reply::Once(tx) => {
+                    let _ = tx.send(Ok(Done::Sent(message)));
+                }
+            }
+        }
+        (
+            Op::Mark(m),
+            Ok(Applied::Marked {
+                changed,
+                at,
+                by_sender,
+            }),
+        ) => {
+            for (sender, message_ids) in by_sender {
+                let frame = ServerFrame::Status {
+                    conversation_id: m.conversation_id.clone(),
+                    subject_id: m.subject.clone(),
+                    state: m.mark.state(),
+                    at,
+                    message_ids,
+                }
+                .to_text();
+                hub.push(&sender, &frame, None);
+                hub.push(&m.subject, &frame, origin);
+            }
+            match m.reply {
+                Reply::Socket(o) => {
+                    o.push(
+                        &ServerFrame::Marked {
+                            client_id: m.client_id,
+                            conversation_id: m.conversation_id,
+                            state: m.mark,
+                            up_to: m.up_to,
+                            changed,
+                        }
+                        .to_text(),
+                    );
+                }
+                Reply::Once(tx) => {
+                    let _ = tx.send(Ok(Done::Marked(changed)));
+                }
+            }
+        }
+        (op, result) => {
+            let e = match result {
+                Err(e) => e,
+                Ok(_) => Error::Internal("the writer mixed up an operation's result".into()),
+            };
+            let client_id = match &op {
+                Op::Send(s) => s.client_id.clone(),
+                Op::Mark(m) => m.client_id.clone(),
+            };
+            match op {
+                Op::Send(SendOp { reply, .. }) | Op::Mark(MarkOp { reply, .. }) => match reply {
+                    Reply::Socket(o) => {
+                        o.push(&ServerFrame::error(client_id, &e).to_text());
+                    }
+                    Reply::Once(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                },
+            }
+        }
+    }
+}
