@@ -920,7 +920,10 @@ mod tests {
         assert_eq!((e.field(), id.as_deref()), (Some("type"), Some("c2")));
         let (e, _) = refused(r#"{"conversation_id":"x"}"#);
         assert_eq!(e.field(), Some("type"));
-        let (e, _) = refused(r#"{"type":"send","conversation_id":"x"}"#);
+        // A missing body parses (a message may carry only files); the domain
+        // refuses an empty one. A body that is not text does not parse.
+        assert!(parse_frame(r#"{"type":"send","conversation_id":"x"}"#).is_ok());
+        let (e, _) = refused(r#"{"type":"send","conversation_id":"x","body":5}"#);
         assert_eq!(e.field(), Some("body"), "{e}");
         let (e, _) = refused(r#"{"type":"read","conversation_id":"x","up_to":"ten"}"#);
         assert_eq!(e.field(), Some("up_to"), "{e}");
