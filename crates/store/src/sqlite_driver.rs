@@ -31,16 +31,34 @@ pub(crate) struct SqliteDriver {
     path: PathBuf,
     writer: Pool<Connection>,
     readers: Pool<Connection>,
-    /// Dropping it stops the checkpoint thread.
-    _checkpoints: Option<mpsc::Sender<()>>,
+    /// Dropping it stops the checkpoint thread (and waits for it).
+    _checkpoints: Option<Checkpointer>,
 }
 
-/// Starts the thread that checkpoints `path` until the returned sender (or the
+/// The checkpoint thread. Dropping this stops it and waits until it has closed
+/// its connection, so that a dropped `Db` leaves the file closed (a restore
+/// checks that nobody has it open, and SQLite removes the log files when the
+/// last connection closes).
+struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the thread that checkpoints `path` until the returned handle (or the
 /// driver holding it) is dropped. `None` if the thread could not start: then
 /// the writer's own checkpoints keep the log bounded.
-fn spawn_checkpointer(path: PathBuf) -> Option<mpsc::Sender<()>> {
+fn spawn_checkpointer(path: PathBuf) -> Option<Checkpointer> {
     let (stop, stopped) = mpsc::channel::<()>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
             let mut conn: Option<Connection> = None;
@@ -62,7 +80,10 @@ fn spawn_checkpointer(path: PathBuf) -> Option<mpsc::Sender<()>> {
             }
         })
         .ok()?;
-    Some(stop)
+    Some(Checkpointer {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 fn connect(path: &Path) -> StoreResult<Connection> {

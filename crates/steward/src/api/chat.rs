@@ -96,6 +96,7 @@ fn limit(raw: Option<&str>) -> Result<Option<i64>, Error> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// `next_cursor` of the previous page.
@@ -334,6 +335,7 @@ async fn mark(s: AppState, a: Actor, id: String, m: Mark, up_to: i64) -> ApiResu
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// The file's name on the device (kept, encrypted).
@@ -431,6 +433,7 @@ async fn attachment_content(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EmployerQuery {
     /// Why the employer reads: a purpose of the chat category (`security` by
@@ -539,6 +542,7 @@ pub struct MarkFrame {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SocketQuery {
     /// The session token, for clients that can neither set a header nor a
