@@ -977,20 +977,6 @@ async fn malformed_frames_and_bodies_get_clear_errors_and_lose_nothing() {
         assert!(s == 400 || s == 415, "{ct}: {s} {b}");
         assert!(b["error"]["message"].is_string(), "{b}");
     }
-    let (s, b) = server
-        .raw(
-            "POST",
-            &path,
-            Some(&ann_t),
-            "application/json",
-            format!("{{\"body\": \"{}\"}}", "z".repeat(2 * 1024 * 1024)).into_bytes(),
-        )
-        .await;
-    assert_eq!(s, 413, "{b}");
-    assert_eq!(
-        count(&env, "SELECT COUNT(*) FROM chat_messages"),
-        stored + 2
-    );
     // The socket route refuses plain requests and requests without a session.
     let (s, b) = server
         .call("GET", "/api/v1/chat/ws", Some(&ann_t), None)
@@ -1009,6 +995,22 @@ async fn malformed_frames_and_bodies_get_clear_errors_and_lose_nothing() {
         .call("GET", "/api/v1/chat/ws?token=abc", Some(&ann_t), None)
         .await;
     assert_eq!(s, 400);
+    // Last: the server answers an oversize body without reading it and closes
+    // that connection, which a pooled client could otherwise reuse.
+    let (s, b) = server
+        .raw(
+            "POST",
+            &path,
+            Some(&ann_t),
+            "application/json",
+            format!("{{\"body\": \"{}\"}}", "z".repeat(2 * 1024 * 1024)).into_bytes(),
+        )
+        .await;
+    assert_eq!(s, 413, "{b}");
+    assert_eq!(
+        count(&env, "SELECT COUNT(*) FROM chat_messages"),
+        stored + 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
