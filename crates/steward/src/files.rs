@@ -132,6 +132,47 @@ pub fn extension(content_type: &str) -> &'static str {
     }
 }
 
+/// A file's name as the client sent it (kept sealed): 1 to 255 characters, no
+/// control characters.
+pub fn check_name(name: Option<&str>) -> Result<Option<String>> {
+    let Some(n) = name else { return Ok(None) };
+    if n.is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "name",
+            "a file name has 1 to 255 characters and no control characters",
+        ));
+    }
+    Ok(Some(n.to_owned()))
+}
+
+/// The upload every store of files shares: [`store`] the body under
+/// `blob_key`, then `record` its row (on the blocking pool; the row's
+/// transaction checks the caller's rights again, since the upload took time).
+/// If `record` fails, the object is deleted again: no object without a row.
+#[allow(clippy::too_many_arguments)]
+pub async fn upload<S, T>(
+    core: &Arc<Steward>,
+    key: DataKey,
+    blob_key: String,
+    declared: Option<&str>,
+    accept: Accept,
+    body: S,
+    record: impl FnOnce(&Steward, Stored) -> Result<T> + Send + 'static,
+) -> Result<T>
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+    T: Send + 'static,
+{
+    let stored = store(&core.blobs, &key, &blob_key, declared, &accept, body).await?;
+    let written = crate::core::blocking(core, move |core| record(core, stored)).await;
+    if written.is_err()
+        && let Err(e) = core.blobs.delete(&blob_key).await
+    {
+        tracing::warn!(error = %e, "could not delete the object of a refused upload");
+    }
+    written
+}
+
 /// Why an upload stopped before its end.
 enum Refusal {
     TooLarge(u64),

@@ -96,17 +96,6 @@ fn permit_self(tx: &mut Tx<'_>, subject_id: &str) -> Result<String> {
     Ok(permit.tenant)
 }
 
-fn validate_name(name: Option<&str>) -> Result<Option<String>> {
-    let Some(n) = name else { return Ok(None) };
-    if n.is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "name",
-            "a file name has 1 to 255 characters and no control characters",
-        ));
-    }
-    Ok(Some(n.to_owned()))
-}
-
 /// Stores a photo or video for `subject_id`, streaming `body`.
 pub async fn upload<S>(
     core: Arc<Steward>,
@@ -118,7 +107,7 @@ pub async fn upload<S>(
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,
 {
-    let name = validate_name(up.name.as_deref())?;
+    let name = files::check_name(up.name.as_deref())?;
     let (tenant, key) = {
         let (actor, subject_id) = (actor.clone(), subject_id.clone());
         blocking(&core, move |core| {
@@ -133,18 +122,17 @@ where
         max_bytes: core.settings.max_media_bytes,
         types: TYPES,
     };
-    let stored = files::store(
-        &core.blobs,
-        &key,
-        &blob_key,
-        up.content_type.as_deref(),
-        &accept,
+    let row_blob_key = blob_key.clone();
+    let declared = up.content_type.as_deref();
+    files::upload(
+        &core,
+        key.clone(),
+        blob_key,
+        declared,
+        accept,
         body,
-    )
-    .await?;
-    let written = {
-        let blob_key = blob_key.clone();
-        blocking(&core, move |core| {
+        move |core, stored| {
+            let blob_key = row_blob_key;
             core.write(&actor, |tx| {
                 permit_self(tx, &subject_id)?;
                 let name_enc = fields::seal_opt(&key, "media.name", &subject_id, name.as_deref())?;
@@ -181,16 +169,9 @@ where
                     created_at: tx.at,
                 })
             })
-        })
-        .await
-    };
-    if written.is_err() {
-        // No row points at the object: take it away again.
-        if let Err(e) = core.blobs.delete(&blob_key).await {
-            tracing::warn!(error = %e, "could not delete the object of a refused upload");
-        }
-    }
-    written
+        },
+    )
+    .await
 }
 
 const COLUMNS: &str = "id, subject_id, content_type, size, name_enc, created_at, blob_key";

@@ -178,7 +178,7 @@ impl Upload {
         let call_id = parse_call_id(&self.call_id)?;
         let direction = Direction::parse(&self.direction)?;
         let duration = parse_duration(&self.duration)?;
-        let name = validate_name(self.name.as_deref())?;
+        let name = files::check_name(self.name.as_deref())?;
         Ok(Checked {
             call_id,
             direction,
@@ -236,17 +236,6 @@ fn parse_duration(s: &str) -> Result<i64> {
     }
     s.parse::<i64>()
         .map_err(|_| bad("the duration is the recording's length in whole seconds"))
-}
-
-fn validate_name(name: Option<&str>) -> Result<Option<String>> {
-    let Some(n) = name else { return Ok(None) };
-    if n.is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "name",
-            "a file name has 1 to 255 characters and no control characters",
-        ));
-    }
-    Ok(Some(n.to_owned()))
 }
 
 fn use_of(subject_id: &str) -> Use<'_> {
@@ -390,18 +379,17 @@ where
         max_bytes: core.settings.max_recording_bytes,
         types: TYPES,
     };
-    let stored = files::store(
-        &core.blobs,
-        &key,
-        &blob_key,
-        up.content_type.as_deref(),
-        &accept,
+    let row_blob_key = blob_key.clone();
+    let declared = up.content_type.as_deref();
+    files::upload(
+        &core,
+        key.clone(),
+        blob_key,
+        declared,
+        accept,
         body,
-    )
-    .await?;
-    let written = {
-        let blob_key = blob_key.clone();
-        blocking(&core, move |core| {
+        move |core, stored| {
+            let blob_key = row_blob_key;
             core.write(&actor, |tx| {
                 // Again at the insert: the call's parties may have changed (an
                 // erasure) while the audio streamed in.
@@ -466,16 +454,9 @@ where
                     created_at: tx.at,
                 })
             })
-        })
-        .await
-    };
-    if written.is_err() {
-        // No row points at the object: take it away again.
-        if let Err(e) = core.blobs.delete(&blob_key).await {
-            tracing::warn!(error = %e, "could not delete the object of a refused recording");
-        }
-    }
-    written
+        },
+    )
+    .await
 }
 
 fn expires_at(core: &Steward, recorded_at: i64) -> i64 {

@@ -459,13 +459,16 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
     }
 
     // Every role of A, every route.
+    // Each role tries a wrong password on a different account of B: four failures
+    // on one username would (rightly) slow that username down, and B's subject
+    // logs in below.
     let roles = [
-        ("subject", &a.subject),
-        ("tenant-admin", &a.admin),
-        ("operator", &a.operator),
-        ("dpo", &a.dpo),
+        ("subject", &a.subject, &b.admin),
+        ("tenant-admin", &a.admin, &b.operator),
+        ("operator", &a.operator, &b.dpo),
+        ("dpo", &a.dpo, &b.subject),
     ];
-    for (role_name, account) in roles {
+    for (role_name, account, b_target) in roles {
         let mut browser = Browser::login(&server, &account.username).await;
         for (route, call) in &calls {
             if route.method == "POST" && route.path == "/console/login" {
@@ -479,7 +482,7 @@ async fn tenant_a_gets_nothing_of_tenant_b_on_any_console_page() {
                 )
                 .await;
                 let form = pairs(&[
-                    ("username", &b.subject.username),
+                    ("username", &b_target.username),
                     ("password", "not the password"),
                     ("login_csrf", &login_token(&html)),
                 ]);

@@ -30,7 +30,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -38,7 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiPath, ApiQuery, bearer, named_field};
-use super::media::file_response;
+use super::files::{FileBody, file_response};
 use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ErrorBody, blocking};
 use crate::access::Actor;
 use crate::accounts;
@@ -358,26 +358,14 @@ async fn upload_attachment(
     Authed(a): Authed,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<UploadQuery>,
-    headers: HeaderMap,
-    body: Body,
+    file: FileBody,
 ) -> ApiResult<(StatusCode, Json<Attachment>)> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| {
-            v.to_str().map(str::to_owned).map_err(|_| {
-                ApiError::from(Error::invalid(
-                    "content-type",
-                    "the Content-Type header is not text",
-                ))
-            })
-        })
-        .transpose()?;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let content_type = file.content_type;
     let up = attachments::Upload {
         content_type,
         name: q.name,
     };
-    attachments::upload(s.core.clone(), a, id, up, stream)
+    attachments::upload(s.core.clone(), a, id, up, file.stream)
         .await
         .map(|f| (StatusCode::CREATED, Json(f)))
         .map_err(ApiError::from)

@@ -3,15 +3,15 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiPath, ApiQuery};
+use super::files::{FileBody, file_response};
 use super::{ApiError, ApiResult, AppState, Authed, ErrorBody, blocking};
 use crate::media::{self, MediaItem, Upload};
 
@@ -44,26 +44,14 @@ async fn upload_media(
     Authed(a): Authed,
     ApiPath(subject_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<UploadQuery>,
-    headers: HeaderMap,
-    body: Body,
+    file: FileBody,
 ) -> ApiResult<(StatusCode, Json<MediaItem>)> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| {
-            v.to_str().map(str::to_owned).map_err(|_| {
-                ApiError::from(crate::Error::invalid(
-                    "content-type",
-                    "the Content-Type header is not text",
-                ))
-            })
-        })
-        .transpose()?;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let content_type = file.content_type;
     let up = Upload {
         content_type,
         name: q.name,
     };
-    media::upload(s.core.clone(), a, subject_id, up, stream)
+    media::upload(s.core.clone(), a, subject_id, up, file.stream)
         .await
         .map(|m| (StatusCode::CREATED, Json(m)))
         .map_err(ApiError::from)
@@ -129,27 +117,4 @@ async fn media_content(
         item.size,
         Body::from_stream(stream),
     ))
-}
-
-/// A file download: its type, length, no caching, no sniffing by the browser.
-pub(crate) fn file_response(content_type: &str, size: u64, body: Body) -> Response {
-    let mut resp = body.into_response();
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        h.insert(header::CONTENT_TYPE, v);
-    }
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment"),
-    );
-    resp
 }

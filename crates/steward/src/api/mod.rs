@@ -12,6 +12,7 @@ mod credit;
 mod directory;
 mod enquiries;
 mod extract;
+mod files;
 mod marketing;
 mod media;
 mod recordings;

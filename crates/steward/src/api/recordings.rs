@@ -4,16 +4,15 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
-use futures_util::TryStreamExt;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ApiPath, ApiQuery};
-use super::media::file_response;
+use super::files::{FileBody, file_response};
 use super::{ApiError, ApiResult, AppState, Authed, ErrorBody, blocking};
 use crate::recordings::{self, Recording, Upload};
 
@@ -64,20 +63,9 @@ async fn upload_recording(
     Authed(a): Authed,
     ApiPath(call_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<UploadQuery>,
-    headers: HeaderMap,
-    body: Body,
+    file: FileBody,
 ) -> ApiResult<(StatusCode, Json<Recording>)> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| {
-            v.to_str().map(str::to_owned).map_err(|_| {
-                ApiError::from(crate::Error::invalid(
-                    "content-type",
-                    "the Content-Type header is not text",
-                ))
-            })
-        })
-        .transpose()?;
+    let content_type = file.content_type;
     let up = Upload {
         call_id,
         direction: required(q.direction, "direction", "inbound or outbound")?,
@@ -89,8 +77,7 @@ async fn upload_recording(
         content_type,
         name: q.name,
     };
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    recordings::upload(s.core.clone(), a, up, stream)
+    recordings::upload(s.core.clone(), a, up, file.stream)
         .await
         .map(|r| (StatusCode::CREATED, Json(r)))
         .map_err(ApiError::from)

@@ -125,17 +125,6 @@ pub(crate) fn of_messages(c: &mut dyn Conn, seqs: &[i64]) -> StoreResult<Vec<Row
     Ok(out)
 }
 
-fn validate_name(name: Option<&str>) -> Result<Option<String>> {
-    let Some(n) = name else { return Ok(None) };
-    if n.is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "name",
-            "a file name has 1 to 255 characters and no control characters",
-        ));
-    }
-    Ok(Some(n.to_owned()))
-}
-
 /// Uploads a file to one of the caller's conversations, streaming `body`; it
 /// stays pending until a message names it.
 pub async fn upload<S>(
@@ -148,7 +137,7 @@ pub async fn upload<S>(
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,
 {
-    let name = validate_name(up.name.as_deref())?;
+    let name = files::check_name(up.name.as_deref())?;
     // The member check comes before a byte of the body is read.
     let (me, tenant, conversation, key) = {
         let actor = actor.clone();
@@ -170,18 +159,17 @@ where
         max_bytes: core.settings.chat_max_attachment_bytes,
         types: TYPES,
     };
-    let stored = files::store(
-        &core.blobs,
-        &key,
-        &blob_key,
-        up.content_type.as_deref(),
-        &accept,
+    let row_blob_key = blob_key.clone();
+    let declared = up.content_type.as_deref();
+    files::upload(
+        &core,
+        key.clone(),
+        blob_key,
+        declared,
+        accept,
         body,
-    )
-    .await?;
-    let written = {
-        let blob_key = blob_key.clone();
-        blocking(&core, move |core| {
+        move |core, stored| {
+            let blob_key = row_blob_key;
             core.write(&actor, |tx| {
                 // Still a member now that the upload is in.
                 if member_row(tx.conn, &conversation, &me, &tenant)?.is_none() {
@@ -217,16 +205,9 @@ where
                     created_at: tx.at,
                 })
             })
-        })
-        .await
-    };
-    if written.is_err() {
-        // No row points at the object: take it away again.
-        if let Err(e) = core.blobs.delete(&blob_key).await {
-            tracing::warn!(error = %e, "could not delete the object of a refused attachment");
-        }
-    }
-    written
+        },
+    )
+    .await
 }
 
 /// The attachment's row if the caller may see it: a member of its
