@@ -146,8 +146,9 @@ pub fn check_name(name: Option<&str>) -> Result<Option<String>> {
 }
 
 /// The upload every store of files shares: [`store`] the body under
-/// `blob_key`, then `record` its row (on the blocking pool; the row's
-/// transaction checks the caller's rights again, since the upload took time).
+/// `blob_key`, then `record` its row, given the blob key and what was stored
+/// (on the blocking pool; the row's transaction checks the caller's rights
+/// again, since the upload took time).
 /// If `record` fails, the object is deleted again: no object without a row.
 #[allow(clippy::too_many_arguments)]
 pub async fn upload<S, T>(
@@ -157,14 +158,15 @@ pub async fn upload<S, T>(
     declared: Option<&str>,
     accept: Accept,
     body: S,
-    record: impl FnOnce(&Steward, Stored) -> Result<T> + Send + 'static,
+    record: impl FnOnce(&Steward, &str, Stored) -> Result<T> + Send + 'static,
 ) -> Result<T>
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,
     T: Send + 'static,
 {
     let stored = store(&core.blobs, &key, &blob_key, declared, &accept, body).await?;
-    let written = crate::core::blocking(core, move |core| record(core, stored)).await;
+    let row_key = blob_key.clone();
+    let written = crate::core::blocking(core, move |core| record(core, &row_key, stored)).await;
     if written.is_err()
         && let Err(e) = core.blobs.delete(&blob_key).await
     {

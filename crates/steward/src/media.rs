@@ -122,17 +122,14 @@ where
         max_bytes: core.settings.max_media_bytes,
         types: TYPES,
     };
-    let row_blob_key = blob_key.clone();
-    let declared = up.content_type.as_deref();
     files::upload(
         &core,
         key.clone(),
         blob_key,
-        declared,
+        up.content_type.as_deref(),
         accept,
         body,
-        move |core, stored| {
-            let blob_key = row_blob_key;
+        move |core, blob_key, stored| {
             core.write(&actor, |tx| {
                 permit_self(tx, &subject_id)?;
                 let name_enc = fields::seal_opt(&key, "media.name", &subject_id, name.as_deref())?;
@@ -143,7 +140,7 @@ where
                         id.as_str(),
                         tenant.as_str(),
                         subject_id.as_str(),
-                        blob_key.as_str(),
+                        blob_key,
                         stored.content_type,
                         stored.size as i64,
                         name_enc,

@@ -379,17 +379,14 @@ where
         max_bytes: core.settings.max_recording_bytes,
         types: TYPES,
     };
-    let row_blob_key = blob_key.clone();
-    let declared = up.content_type.as_deref();
     files::upload(
         &core,
         key.clone(),
         blob_key,
-        declared,
+        up.content_type.as_deref(),
         accept,
         body,
-        move |core, stored| {
-            let blob_key = row_blob_key;
+        move |core, blob_key, stored| {
             core.write(&actor, |tx| {
                 // Again at the insert: the call's parties may have changed (an
                 // erasure) while the audio streamed in.
@@ -419,7 +416,7 @@ where
                         now.owner_party.as_str(),
                         checked.direction.as_str(),
                         checked.duration,
-                        blob_key.as_str(),
+                        blob_key,
                         stored.content_type,
                         stored.size as i64,
                         name_enc,

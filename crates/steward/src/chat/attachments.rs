@@ -159,17 +159,14 @@ where
         max_bytes: core.settings.chat_max_attachment_bytes,
         types: TYPES,
     };
-    let row_blob_key = blob_key.clone();
-    let declared = up.content_type.as_deref();
     files::upload(
         &core,
         key.clone(),
         blob_key,
-        declared,
+        up.content_type.as_deref(),
         accept,
         body,
-        move |core, stored| {
-            let blob_key = row_blob_key;
+        move |core, blob_key, stored| {
             core.write(&actor, |tx| {
                 // Still a member now that the upload is in.
                 if member_row(tx.conn, &conversation, &me, &tenant)?.is_none() {
@@ -186,7 +183,7 @@ where
                         tenant.as_str(),
                         conversation.as_str(),
                         me.as_str(),
-                        blob_key.as_str(),
+                        blob_key,
                         stored.content_type,
                         stored.size as i64,
                         name_enc,
