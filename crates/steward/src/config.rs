@@ -46,6 +46,16 @@ pub struct Settings {
     pub chat_max_message_bytes: usize,
     /// The largest file sent in chat, in bytes.
     pub chat_max_attachment_bytes: u64,
+    /// On PostgreSQL, whether a chat batch's commit waits for the server's log
+    /// to reach the disk before the messages are acknowledged and pushed (the
+    /// default, `true`). `false` commits chat batches with `SET LOCAL
+    /// synchronous_commit = off`: lower latency, and a crash of the *database
+    /// server* may lose the last moments of acknowledged chat (PostgreSQL
+    /// flushes within three times `wal_writer_delay`, 600 ms by default); the
+    /// database stays consistent. Every other write keeps waiting for the log.
+    /// SQLite ignores it: its WAL mode with `synchronous = NORMAL` never waits
+    /// for the disk at commit.
+    pub chat_synchronous_commit: bool,
 }
 
 /// The default recording limit: 256 MiB, an hour of 16 kHz 16-bit stereo WAV
@@ -76,6 +86,7 @@ impl Default for Settings {
             bundle_keep_days: 30,
             chat_max_message_bytes: CHAT_MAX_MESSAGE_BYTES,
             chat_max_attachment_bytes: CHAT_MAX_ATTACHMENT_BYTES,
+            chat_synchronous_commit: true,
         }
     }
 }
@@ -107,6 +118,7 @@ impl std::fmt::Debug for Settings {
             .field("bundle_keep_days", &self.bundle_keep_days)
             .field("chat_max_message_bytes", &self.chat_max_message_bytes)
             .field("chat_max_attachment_bytes", &self.chat_max_attachment_bytes)
+            .field("chat_synchronous_commit", &self.chat_synchronous_commit)
             .finish()
     }
 }

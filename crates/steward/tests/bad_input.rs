@@ -2088,6 +2088,23 @@ fn admin_commands_refuse_bad_input_and_create_nothing() {
     run(&data, &["admin", "create-tenant"], "")
         .exit(2)
         .stderr_has("--name");
+    // A global setting with a value outside its set names the flag and the value.
+    run(
+        &data,
+        &[
+            "--chat-synchronous-commit",
+            "sometimes",
+            "admin",
+            "create-tenant",
+            "--name",
+            "Acme",
+        ],
+        "",
+    )
+    .exit(2)
+    .stderr_has("--chat-synchronous-commit")
+    .stderr_has("sometimes")
+    .stderr_has("on or off");
 
     // Nothing was created by any of that.
     {

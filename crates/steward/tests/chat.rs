@@ -150,6 +150,28 @@ async fn realtime_scenario(env: &Env) {
     let again = create_direct(&server, &bob_t, &ann.subject_id).await;
     assert_eq!(again["id"], conv.as_str());
 
+    // Ann's and Bob's retention clocks stand far in the past before they chat.
+    let engaged = |who: &Account| {
+        count(
+            env,
+            &format!(
+                "SELECT last_engagement_at FROM subjects WHERE id = '{}'",
+                who.subject_id
+            ),
+        )
+    };
+    sync(|| {
+        core.db
+            .write(|c: &mut dyn steward_store::Conn| {
+                c.execute(
+                    "UPDATE subjects SET last_engagement_at = 1000 WHERE id IN ($1, $2)",
+                    steward_store::params![ann.subject_id.as_str(), bob.subject_id.as_str()],
+                )
+            })
+            .unwrap()
+    });
+    let before_chat = steward::clock::now();
+
     // Ann sends over her socket; Bob's open socket receives it.
     send(
         &mut ann_ws,
@@ -190,6 +212,9 @@ async fn realtime_scenario(env: &Env) {
     assert_eq!(status["state"], "delivered");
     assert_eq!(status["subject_id"], bob.subject_id.as_str());
     assert_eq!(status["message_ids"], json!([id]));
+    // Sending restarted Ann's retention clock, acknowledging restarted Bob's.
+    assert!(engaged(&ann) >= before_chat, "the sender's clock moved");
+    assert!(engaged(&bob) >= before_chat, "the recipient's clock moved");
     let (s, page) = server
         .call("GET", &messages_path(&conv), Some(&ann_t), None)
         .await;
@@ -630,6 +655,26 @@ async fn chat_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_on_postgres() {
     let Some(env) = sync(Env::postgres) else {
+        return;
+    };
+    realtime_scenario(&env).await;
+    sync(move || drop(env));
+}
+
+/// The same on PostgreSQL with `--chat-synchronous-commit off`: the writer's
+/// `SET LOCAL synchronous_commit = off` runs in every batch, and everything
+/// the scenario checks (storage, order, receipts, pushes) holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_on_postgres_without_synchronous_commit() {
+    // Opened (and the first handle dropped) off the runtime: the PostgreSQL
+    // client runs a runtime of its own.
+    let env = sync(|| {
+        let mut env = Env::postgres()?;
+        env.settings.chat_synchronous_commit = false;
+        env.core = Arc::new(Steward::open(env.settings.clone()).unwrap().0);
+        Some(env)
+    });
+    let Some(env) = env else {
         return;
     };
     realtime_scenario(&env).await;

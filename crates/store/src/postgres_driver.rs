@@ -5,21 +5,84 @@
 //! cast back in the query (`CAST(SUM(x) AS BIGINT)`), as only BIGINT, TEXT and BYTEA
 //! (and the narrower integer types and BOOL) cross the seam.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 
 use crate::pool::Pool;
 use crate::{Backend, Conn, Driver, Row, StoreError, StoreResult, Value};
 
-const MAX_CONNECTIONS: usize = 8;
+const MAX_CONNECTIONS: usize = 16;
+
+/// Prepared statements kept per connection. Enough for every fixed statement
+/// Steward runs plus the `IN (…)` lists of the sizes in use; past it the least
+/// recently used is closed.
+const STATEMENT_CACHE: usize = 256;
+
+/// `copy_in` with at most this many rows is one multi-row `INSERT … SELECT
+/// FROM unnest(…)` (one round trip with a cached statement); more rows go
+/// through binary `COPY` (three round trips, then the fastest per row).
+const SMALL_COPY: usize = 256;
 
 pub(crate) struct PostgresDriver {
-    pool: Pool<Client>,
+    pool: Pool<PgClient>,
     description: String,
+}
+
+/// A pooled connection and the statements prepared on it.
+struct PgClient {
+    client: Client,
+    statements: Statements,
+}
+
+/// A connection's prepared statements by SQL text, as `sqlx` and
+/// `deadpool-postgres` keep them: a query run again is one round trip (bind and
+/// execute) instead of two (parse and describe first). Server-side prepared
+/// statements belong to the session and survive a rolled-back transaction;
+/// `execute_batch` (migrations, DDL) empties the cache, so no statement planned
+/// against an old table shape is reused.
+#[derive(Default)]
+struct Statements {
+    by_sql: HashMap<String, (Statement, u64)>,
+    clock: u64,
+}
+
+impl Statements {
+    fn get(&mut self, tx: &mut postgres::Transaction<'_>, sql: &str) -> StoreResult<Statement> {
+        self.clock += 1;
+        if let Some((statement, used)) = self.by_sql.get_mut(sql) {
+            *used = self.clock;
+            return Ok(statement.clone());
+        }
+        let statement = tx.prepare(sql).map_err(map_err)?;
+        if self.by_sql.len() >= STATEMENT_CACHE
+            && let Some(oldest) = self
+                .by_sql
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+        {
+            // Dropping the statement closes it on the server.
+            self.by_sql.remove(&oldest);
+        }
+        self.by_sql
+            .insert(sql.to_owned(), (statement.clone(), self.clock));
+        Ok(statement)
+    }
+
+    /// Maps a statement's error; a plan the server can no longer use (a table
+    /// changed shape under a cached statement) empties the cache, so the next
+    /// transaction prepares afresh.
+    fn failed(&mut self, e: postgres::Error) -> StoreError {
+        if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) {
+            self.by_sql.clear();
+        }
+        map_err(e)
+    }
 }
 
 impl PostgresDriver {
@@ -39,7 +102,7 @@ impl PostgresDriver {
         }
         let description = describe(&config, schema);
         let schema = schema.map(str::to_owned);
-        let connect = move || -> StoreResult<Client> {
+        let connect = move || -> StoreResult<PgClient> {
             let mut client = config
                 .connect(NoTls)
                 .map_err(|e| StoreError::Connect(e.to_string()))?;
@@ -50,7 +113,10 @@ impl PostgresDriver {
                     ))
                     .map_err(map_err)?;
             }
-            Ok(client)
+            Ok(PgClient {
+                client,
+                statements: Statements::default(),
+            })
         };
         // Connect once now so a wrong URL or a stopped server is reported at start.
         let first = connect()?;
@@ -90,18 +156,21 @@ impl Driver for PostgresDriver {
         // as SQLite's deferred read transaction.
         let mut pooled = self.pool.get()?;
         let res = (|| {
-            let client = pooled.conn()?;
+            let PgClient { client, statements } = pooled.conn()?;
             let mut tx = client
                 .build_transaction()
                 .isolation_level(postgres::IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()
                 .map_err(map_err)?;
-            let mut c = PgConn { tx: &mut tx };
+            let mut c = PgConn {
+                tx: &mut tx,
+                statements,
+            };
             f(&mut c)?;
             tx.commit().map_err(map_err)
         })();
-        if pooled.conn().map(|c| c.is_closed()).unwrap_or(true) {
+        if pooled.conn().map(|c| c.client.is_closed()).unwrap_or(true) {
             pooled.discard();
         }
         res
@@ -110,15 +179,18 @@ impl Driver for PostgresDriver {
     fn with_write(&self, f: &mut dyn FnMut(&mut dyn Conn) -> StoreResult<()>) -> StoreResult<()> {
         let mut pooled = self.pool.get()?;
         let res = (|| {
-            let client = pooled.conn()?;
+            let PgClient { client, statements } = pooled.conn()?;
             let mut tx = client.transaction().map_err(map_err)?;
             {
-                let mut c = PgConn { tx: &mut tx };
+                let mut c = PgConn {
+                    tx: &mut tx,
+                    statements,
+                };
                 f(&mut c)?;
             }
             tx.commit().map_err(map_err)
         })();
-        if pooled.conn().map(|c| c.is_closed()).unwrap_or(true) {
+        if pooled.conn().map(|c| c.client.is_closed()).unwrap_or(true) {
             pooled.discard();
         }
         res
@@ -128,6 +200,7 @@ impl Driver for PostgresDriver {
         let mut pooled = self.pool.get()?;
         let rows = pooled
             .conn()?
+            .client
             .query(
                 "SELECT table_name::text FROM information_schema.tables \
                  WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
@@ -144,6 +217,7 @@ impl Driver for PostgresDriver {
         let mut pooled = self.pool.get()?;
         let rows = pooled
             .conn()?
+            .client
             .query(
                 "SELECT column_name::text FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
@@ -162,7 +236,7 @@ impl Driver for PostgresDriver {
     fn vacuum(&self, tables: &[&str]) -> StoreResult<()> {
         let mut pooled = self.pool.get()?;
         let res = (|| {
-            let client = pooled.conn()?;
+            let client = &mut pooled.conn()?.client;
             for t in tables {
                 // VACUUM refuses to run in a transaction block: one statement per call.
                 client
@@ -171,7 +245,7 @@ impl Driver for PostgresDriver {
             }
             Ok(())
         })();
-        if pooled.conn().map(|c| c.is_closed()).unwrap_or(true) {
+        if pooled.conn().map(|c| c.client.is_closed()).unwrap_or(true) {
             pooled.discard();
         }
         res
@@ -192,6 +266,47 @@ impl Driver for PostgresDriver {
 
 struct PgConn<'a, 'b> {
     tx: &'a mut postgres::Transaction<'b>,
+    statements: &'a mut Statements,
+}
+
+impl PgConn<'_, '_> {
+    fn prepared(&mut self, sql: &str) -> StoreResult<Statement> {
+        self.statements.get(self.tx, sql)
+    }
+
+    /// Rows as one `INSERT … SELECT * FROM unnest($1::t1[], …)`: one array
+    /// parameter per column, one round trip.
+    fn insert_unnest(
+        &mut self,
+        table: &str,
+        cols: &str,
+        types: &[Type],
+        rows: Vec<Vec<Value>>,
+    ) -> StoreResult<u64> {
+        let arrays: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::{}[]", i + 1, t.name()))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({cols}) SELECT * FROM unnest({})",
+            arrays.join(", ")
+        );
+        let mut columns: Vec<Vec<Value>> = (0..types.len())
+            .map(|_| Vec::with_capacity(rows.len()))
+            .collect();
+        for row in rows {
+            for (column, v) in columns.iter_mut().zip(row) {
+                column.push(v);
+            }
+        }
+        let statement = self.prepared(&sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        self.tx
+            .execute(&statement, &params)
+            .map_err(|e| self.statements.failed(e))
+    }
 }
 
 impl ToSql for Value {
@@ -268,11 +383,18 @@ impl Conn for PgConn<'_, '_> {
     }
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> StoreResult<u64> {
-        self.tx.execute(sql, &as_params(params)).map_err(map_err)
+        let statement = self.prepared(sql)?;
+        self.tx
+            .execute(&statement, &as_params(params))
+            .map_err(|e| self.statements.failed(e))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
-        let rows = self.tx.query(sql, &as_params(params)).map_err(map_err)?;
+        let statement = self.prepared(sql)?;
+        let rows = self
+            .tx
+            .query(&statement, &as_params(params))
+            .map_err(|e| self.statements.failed(e))?;
         rows.iter().map(read_row).collect()
     }
 
@@ -283,7 +405,11 @@ impl Conn for PgConn<'_, '_> {
         f: &mut dyn FnMut(Row) -> StoreResult<()>,
     ) -> StoreResult<u64> {
         use postgres::fallible_iterator::FallibleIterator;
-        let mut rows = self.tx.query_raw(sql, as_params(params)).map_err(map_err)?;
+        let statement = self.prepared(sql)?;
+        let mut rows = self
+            .tx
+            .query_raw(&statement, as_params(params))
+            .map_err(|e| self.statements.failed(e))?;
         let mut seen = 0u64;
         while let Some(r) = rows.next().map_err(map_err)? {
             f(read_row(&r)?)?;
@@ -293,6 +419,8 @@ impl Conn for PgConn<'_, '_> {
     }
 
     fn execute_batch(&mut self, sql: &str) -> StoreResult<()> {
+        // DDL may change what a cached statement was planned against.
+        self.statements.by_sql.clear();
         self.tx.batch_execute(sql).map_err(map_err)
     }
 
@@ -303,24 +431,46 @@ impl Conn for PgConn<'_, '_> {
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> StoreResult<u64> {
         let cols = columns.join(", ");
-        // Binary COPY needs the exact column types; ask the table for them.
-        let probe = self
-            .tx
-            .prepare(&format!("SELECT {cols} FROM {table} LIMIT 0"))
-            .map_err(map_err)?;
+        // The column types, from a cached probe (binary COPY and the arrays of
+        // the small path both need them exactly).
+        let probe = self.prepared(&format!("SELECT {cols} FROM {table} LIMIT 0"))?;
         let types: Vec<Type> = probe.columns().iter().map(|c| c.type_().clone()).collect();
+        let check = |row: &Vec<Value>| -> StoreResult<()> {
+            if row.len() == columns.len() {
+                Ok(())
+            } else {
+                Err(StoreError::Type {
+                    column: row.len(),
+                    message: format!("copy_in {table}: expected {} values", columns.len()),
+                })
+            }
+        };
+        // Up to SMALL_COPY rows: one INSERT (built-in types only: their names
+        // need no schema).
+        let mut first = Vec::new();
+        let builtin = types.iter().all(|t| t.schema() == "pg_catalog");
+        if builtin {
+            for row in &mut *rows {
+                check(&row)?;
+                first.push(row);
+                if first.len() > SMALL_COPY {
+                    break;
+                }
+            }
+            if first.is_empty() {
+                return Ok(0);
+            }
+            if first.len() <= SMALL_COPY {
+                return self.insert_unnest(table, &cols, &types, first);
+            }
+        }
         let sink = self
             .tx
             .copy_in(&format!("COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)"))
             .map_err(map_err)?;
         let mut writer = BinaryCopyInWriter::new(sink, &types);
-        for row in rows {
-            if row.len() != columns.len() {
-                return Err(StoreError::Type {
-                    column: row.len(),
-                    message: format!("copy_in {table}: expected {} values", columns.len()),
-                });
-            }
+        for row in first.into_iter().chain(rows) {
+            check(&row)?;
             writer.write(&as_params(&row)).map_err(map_err)?;
         }
         writer.finish().map_err(map_err)

@@ -374,10 +374,12 @@ impl Conn for SqliteConn<'_> {
             .conn
             .prepare_cached(&to_sqlite_placeholders(sql))
             .map_err(map_err)?;
-        let n = stmt.column_count();
+        // The column count is read from each row, after the step: a cached
+        // statement is prepared again by its first step when the schema changed,
+        // and only then counts the table's new columns.
         let rows = stmt
             .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                read_row(r, n)
+                read_row(r, r.as_ref().column_count())
             })
             .map_err(map_err)?
             .collect::<Result<Vec<_>, _>>()

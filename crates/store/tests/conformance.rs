@@ -90,13 +90,7 @@ fn conformance(db: &Db) {
         Ok(())
     });
     assert!(res.is_err());
-    let count = db
-        .read(|c| c.query_opt("SELECT COUNT(*) FROM things", &[]))
-        .unwrap()
-        .unwrap()
-        .i64(0)
-        .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM things"), 1);
 
     // ON CONFLICT DO NOTHING and RETURNING behave alike.
     let n = db
@@ -150,6 +144,74 @@ fn conformance(db: &Db) {
     assert_eq!(sum.i64(0).unwrap(), (0..5000i64).sum::<i64>());
     assert_eq!(sum.i64(1).unwrap(), 5000);
 
+    // Small and large appends alike (PostgreSQL writes up to 256 rows as one
+    // INSERT and more through COPY): every value type, NULLs, at the boundary and
+    // past it, and an empty one.
+    for n in [0i64, 1, 255, 256, 257, 600] {
+        let stored = db
+            .write(|c: &mut dyn Conn| {
+                let mut rows = (0..n).map(|i| {
+                    vec![
+                        Value::Text(format!("size{n}-{i}")),
+                        Value::Int(i),
+                        if i % 2 == 0 {
+                            Value::Bytes(vec![0, 255, i as u8])
+                        } else {
+                            Value::Null
+                        },
+                        Value::Text(format!("ünïcode {i}")),
+                    ]
+                });
+                c.copy_in("things", &["id", "n", "blob", "note"], &mut rows)
+            })
+            .unwrap();
+        assert_eq!(stored, n as u64, "copy_in of {n} rows");
+        let rows = db
+            .read(|c| {
+                c.query(
+                    "SELECT n, blob, note FROM things WHERE id LIKE $1 ORDER BY n",
+                    params![format!("size{n}-%")],
+                )
+            })
+            .unwrap();
+        assert_eq!(rows.len() as i64, n);
+        for (i, r) in rows.iter().enumerate() {
+            let i = i as i64;
+            assert_eq!(r.i64(0).unwrap(), i);
+            let blob = r.opt_bytes(1).unwrap();
+            if i % 2 == 0 {
+                assert_eq!(blob, Some(vec![0, 255, i as u8]));
+            } else {
+                assert_eq!(blob, None);
+            }
+            assert_eq!(r.text(2).unwrap(), format!("ünïcode {i}"));
+        }
+    }
+    // A duplicate key inside a small append is a Conflict and stores nothing.
+    let dup = db.write(|c: &mut dyn Conn| {
+        let mut rows = vec![
+            vec![
+                Value::Text("fresh".into()),
+                Value::Int(1),
+                Value::Null,
+                Value::Null,
+            ],
+            vec![
+                Value::Text("a".into()),
+                Value::Int(1),
+                Value::Null,
+                Value::Null,
+            ],
+        ]
+        .into_iter();
+        c.copy_in("things", &["id", "n", "blob", "note"], &mut rows)
+    });
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(
+        count(db, "SELECT COUNT(*) FROM things WHERE id = 'fresh'"),
+        0
+    );
+
     // query_each streams every row, typed, inside one snapshot; an error from the
     // callback stops the walk and comes back to the caller.
     let (seen, bytes) = db
@@ -183,12 +245,55 @@ fn conformance(db: &Db) {
     db.vacuum(&["things", "more"]).unwrap();
     assert!(db.vacuum(&["things; DROP TABLE more"]).is_err());
 
-    // A row of the wrong width is refused and the whole copy rolls back.
+    // A row of the wrong width is refused and the whole copy rolls back, in a
+    // small append and past the first few hundred rows of a large one.
     let bad = db.write(|c: &mut dyn Conn| {
         let mut rows = vec![vec![Value::Text("w".into()), Value::Int(1)]].into_iter();
         c.copy_in("things", &["id", "n", "blob"], &mut rows)
     });
     assert!(bad.is_err());
+    let before = count(db, "SELECT COUNT(*) FROM things");
+    let bad = db.write(|c: &mut dyn Conn| {
+        let mut rows = (0..400i64).map(|i| {
+            if i == 399 {
+                vec![Value::Text("w".into())]
+            } else {
+                vec![Value::Text(format!("wide-{i}")), Value::Int(i), Value::Null]
+            }
+        });
+        c.copy_in("things", &["id", "n", "blob"], &mut rows)
+    });
+    assert!(matches!(bad, Err(StoreError::Type { .. })), "{bad:?}");
+    assert_eq!(count(db, "SELECT COUNT(*) FROM things"), before);
+
+    // Statements run again and again, more distinct ones than a connection keeps
+    // prepared (PostgreSQL caches 256), then the first ones again: the same
+    // answers throughout.
+    for round in 0..2 {
+        for k in 0..300i64 {
+            let got = db
+                .read(|c| c.query_opt(&format!("SELECT CAST($1 AS BIGINT) + {k}"), params![round]))
+                .unwrap()
+                .unwrap()
+                .i64(0)
+                .unwrap();
+            assert_eq!(got, round + k);
+        }
+    }
+    // A table that changes shape under a statement run before: the change goes
+    // through execute_batch, and the same text afterwards sees the new column.
+    let before = db
+        .read(|c| c.query("SELECT * FROM more WHERE id = 1", &[]))
+        .unwrap();
+    assert_eq!(before[0].0.len(), 2);
+    db.write(|c: &mut dyn Conn| c.execute_batch("ALTER TABLE more ADD COLUMN extra TEXT"))
+        .unwrap();
+    let after = db
+        .read(|c| c.query("SELECT * FROM more WHERE id = 1", &[]))
+        .unwrap();
+    assert_eq!(after[0].0.len(), 3);
+    db.write(|c: &mut dyn Conn| c.execute_batch("ALTER TABLE more DROP COLUMN extra"))
+        .unwrap();
 
     // Readers and writers in parallel threads.
     std::thread::scope(|s| {

@@ -80,7 +80,7 @@ pub const MAX_LIMIT: i64 = 200;
 /// Operations waiting for a writer lane; a sender waits when it is full.
 pub const WRITER_QUEUE: usize = 16_384;
 /// Writer lanes on PostgreSQL (SQLite has one).
-pub const PG_LANES: usize = 4;
+pub const PG_LANES: usize = 8;
 /// Operations per writer transaction, at most.
 pub const BATCH_MAX: usize = 2_000;
 /// Frames waiting to be written to one connection. A client that falls this

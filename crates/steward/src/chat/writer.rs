@@ -9,16 +9,18 @@
 //!
 //! 1. the policy check of `chat` for `provision` (once), and consent per sender
 //!    when a custom policy asks for it;
-//! 2. the members of each conversation named (one query per conversation): an
+//! 2. the members of every conversation named (one query for them all): an
 //!    operation by someone who is not a member of a conversation of their
 //!    tenant is refused with 404, alone;
 //! 3. ids for the batch's messages and receipts from the lane's block of the
 //!    `chat` counter (a new block of [`ID_BLOCK`] taken in the batch when it
 //!    runs out), the rows through `Conn::copy_in` (a prepared insert on SQLite,
-//!    binary COPY on PostgreSQL), the files taken, the senders' retention
-//!    clocks (one statement, subjects in id order so lanes never deadlock);
-//! 4. each mark: the receipts it moves forward (to notify their senders), then
-//!    one UPDATE.
+//!    one multi-row INSERT or binary COPY on PostgreSQL), the files taken;
+//! 4. each mark: one `UPDATE … RETURNING` that moves the receipts forward and
+//!    names each one's sender (to notify);
+//! 5. the retention clocks of the subjects who acted (one statement, subjects
+//!    in id order so lanes never deadlock), except those this lane moved less
+//!    than [`TOUCH_EVERY`] seconds ago.
 //!
 //! After the commit, each operation is answered (its connection's outbox, or
 //! the caller waiting on it) and the stored messages and status events are
@@ -190,10 +192,49 @@ impl Ids {
     }
 }
 
+/// How far a subject's retention clock (`subjects.last_engagement_at`) may
+/// lag behind their latest chat activity, in seconds. A lane moves the clock
+/// of a subject it moved less than this long ago only once the time is up:
+/// someone chatting all day costs one `UPDATE subjects` a minute, not one per
+/// batch, and lanes seldom wait on each other's lock of the same subject row.
+/// A minute out of a retention period of years.
+pub const TOUCH_EVERY: i64 = 60;
+
+/// The subjects whose retention clock a lane moved, and when (committed
+/// batches only).
+#[derive(Default)]
+struct Touched(HashMap<String, i64>);
+
+impl Touched {
+    /// Of these subjects (in id order), those the lane has not moved within
+    /// [`TOUCH_EVERY`] seconds of `at`.
+    fn due<'a>(&self, subjects: impl Iterator<Item = &'a str>, at: i64) -> Vec<&'a str> {
+        subjects
+            .filter(|s| self.0.get(*s).is_none_or(|t| at - t >= TOUCH_EVERY))
+            .collect()
+    }
+
+    fn record(&mut self, subjects: Vec<String>, at: i64) {
+        if self.0.len() >= 10_000 {
+            self.0.retain(|_, t| at - *t < TOUCH_EVERY);
+        }
+        self.0.extend(subjects.into_iter().map(|s| (s, at)));
+    }
+}
+
+/// What a committed batch did: each operation's result, and the subjects whose
+/// retention clock it moved, at `at`.
+struct Batch {
+    results: Vec<Result<Applied>>,
+    touched: Vec<String>,
+    at: i64,
+}
+
 /// A writer lane's loop; returns when every sender of its queue is gone.
 pub(crate) fn run(core: &Steward, hub: &Hub, mut queue: mpsc::Receiver<Op>) {
     let actor = Actor::system(JOB);
     let mut ids = Ids::default();
+    let mut touched = Touched::default();
     while let Some(first) = queue.blocking_recv() {
         let mut ops = Vec::with_capacity(64);
         ops.push(first);
@@ -205,10 +246,11 @@ pub(crate) fn run(core: &Steward, hub: &Hub, mut queue: mpsc::Receiver<Op>) {
         }
         let started = Instant::now();
         let mut reserved = ids;
-        let results = match core.write(&actor, |tx| apply(tx, &ops, &mut reserved)) {
-            Ok(results) => {
+        let results = match core.write(&actor, |tx| apply(tx, &ops, &mut reserved, &touched)) {
+            Ok(batch) => {
                 ids = reserved;
-                results
+                touched.record(batch.touched, batch.at);
+                batch.results
             }
             Err(e) => {
                 tracing::error!(error = %e, operations = ops.len(), "chat batch failed");
@@ -251,12 +293,23 @@ fn copy(e: &Error) -> Error {
 
 /// Applies a batch inside one transaction. The outer error fails the batch;
 /// an inner one refuses only its operation.
-fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids) -> Result<Vec<Result<Applied>>> {
+fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids, touched: &Touched) -> Result<Batch> {
+    if !tx.core.settings.chat_synchronous_commit
+        && tx.conn.backend() == steward_store::Backend::Postgres
+    {
+        // The operator's choice (Settings::chat_synchronous_commit): this
+        // transaction only; the statement is prepared once per connection.
+        tx.conn.execute("SET LOCAL synchronous_commit = off", &[])?;
+    }
     let rule = match tx.policy().check_use(CATEGORY, PURPOSE) {
         Ok(rule) => rule,
         Err(e) => {
             let e = Error::invalid("category", e.to_string());
-            return Ok(ops.iter().map(|_| Err(copy(&e))).collect());
+            return Ok(Batch {
+                results: ops.iter().map(|_| Err(copy(&e))).collect(),
+                touched: Vec::new(),
+                at: tx.at,
+            });
         }
     };
     // The members of every conversation the batch names (one query), with
@@ -342,16 +395,14 @@ fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids) -> Result<Vec<Result<Applie
 
     let sent = store_sends(tx, ops, &checked, ids)?;
     let mut sent = sent.into_iter();
-    // Each mark moves its receipts (one statement each); then one query finds
-    // the senders to notify of every receipt that moved.
-    let mut moved: Vec<Option<Vec<i64>>> = Vec::with_capacity(ops.len());
+    // Each mark moves its receipts and learns their senders (one statement).
+    let mut moved: Vec<Option<Vec<Moved>>> = Vec::with_capacity(ops.len());
     for (op, check) in ops.iter().zip(&checked) {
         moved.push(match (op, check) {
             (Op::Mark(m), Ok(_)) => Some(apply_mark(tx, m)?),
             _ => None,
         });
     }
-    let senders = senders_of(tx, moved.iter().flatten().flatten().copied())?;
     let mut results: Vec<Result<Applied>> = Vec::with_capacity(ops.len());
     for ((op, check), moved) in ops.iter().zip(checked).zip(moved) {
         let result = match (op, check) {
@@ -361,15 +412,16 @@ fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids) -> Result<Vec<Result<Applie
                 None => Err(Error::Internal("a stored message went missing".into())),
             },
             (Op::Mark(_), Ok(_)) => {
-                let seqs = moved.unwrap_or_default();
+                let moved = moved.unwrap_or_default();
+                let changed = moved.len() as u64;
                 let mut by_sender: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-                for seq in &seqs {
-                    if let Some(sender) = senders.get(seq) {
-                        by_sender.entry(sender.clone()).or_default().push(*seq);
+                for (seq, sender) in moved {
+                    if let Some(sender) = sender {
+                        by_sender.entry(sender).or_default().push(seq);
                     }
                 }
                 Ok(Applied::Marked {
-                    changed: seqs.len() as u64,
+                    changed,
                     at: tx.at,
                     by_sender,
                 })
@@ -377,15 +429,21 @@ fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids) -> Result<Vec<Result<Applie
         };
         results.push(result);
     }
-    let touched: BTreeSet<&str> = ops
+    // The retention clocks of those who did something, in id order (so lanes
+    // never deadlock), where this lane has not moved them within TOUCH_EVERY.
+    let active: BTreeSet<&str> = ops
         .iter()
         .zip(&results)
         .filter(|(_, r)| r.is_ok())
         .map(|(op, _)| op.subject())
         .collect();
-    let touched: Vec<&str> = touched.into_iter().collect();
-    subjects::touch_all(tx, &touched)?;
-    Ok(results)
+    let due = touched.due(active.into_iter(), tx.at);
+    subjects::touch_all(tx, &due)?;
+    Ok(Batch {
+        results,
+        touched: due.into_iter().map(str::to_owned).collect(),
+        at: tx.at,
+    })
 }
 
 /// What the checks found for an operation they let through.
@@ -511,9 +569,13 @@ fn store_sends(
     Ok(messages)
 }
 
+/// A receipt a mark moved: its message's id and sender (`None` once erased).
+type Moved = (i64, Option<String>);
+
 /// Moves the marking user's receipts forward; returns the ids of the messages
-/// whose receipts moved.
-fn apply_mark(tx: &mut Tx<'_>, m: &MarkOp) -> Result<Vec<i64>> {
+/// whose receipts moved, each with its sender (none when the sender was
+/// erased), in id order.
+fn apply_mark(tx: &mut Tx<'_>, m: &MarkOp) -> Result<Vec<Moved>> {
     let (pending, set) = match m.mark {
         Mark::Delivered => ("state = 'sent'", "state = 'delivered', delivered_at = $4"),
         Mark::Read => (
@@ -521,11 +583,14 @@ fn apply_mark(tx: &mut Tx<'_>, m: &MarkOp) -> Result<Vec<i64>> {
             "state = 'read', read_at = $4, delivered_at = COALESCE(delivered_at, $4)",
         ),
     };
+    // The sender comes back with each moved receipt (a subquery in RETURNING:
+    // SQLite allows no joined table there), so no second query finds them.
     let rows = tx.conn.query(
         &format!(
             "UPDATE chat_receipts SET {set} WHERE recipient_subject_id = $1 \
              AND conversation_id = $2 AND message_seq <= $3 AND {pending} \
-             RETURNING message_seq"
+             RETURNING message_seq, (SELECT sender_subject_id FROM chat_messages \
+             WHERE chat_messages.seq = chat_receipts.message_seq)"
         ),
         params![
             m.subject.as_str(),
@@ -534,32 +599,12 @@ fn apply_mark(tx: &mut Tx<'_>, m: &MarkOp) -> Result<Vec<i64>> {
             tx.at
         ],
     )?;
-    let mut seqs = rows
+    let mut moved = rows
         .iter()
-        .map(|r| r.i64(0))
-        .collect::<steward_store::StoreResult<Vec<i64>>>()?;
-    seqs.sort_unstable();
-    Ok(seqs)
-}
-
-/// The sender of each of these messages (erased senders are left out).
-fn senders_of(tx: &mut Tx<'_>, seqs: impl Iterator<Item = i64>) -> Result<HashMap<i64, String>> {
-    let seqs: Vec<Value> = seqs.map(Value::Int).collect();
-    let mut out = HashMap::with_capacity(seqs.len());
-    for chunk in seqs.chunks(IN_CHUNK) {
-        let rows = tx.conn.query(
-            &format!(
-                "SELECT seq, sender_subject_id FROM chat_messages WHERE seq IN ({}) \
-                 AND sender_subject_id IS NOT NULL",
-                marks(1, chunk.len())
-            ),
-            chunk,
-        )?;
-        for r in &rows {
-            out.insert(r.i64(0)?, r.text(1)?);
-        }
-    }
-    Ok(out)
+        .map(|r| Ok((r.i64(0)?, r.opt_text(1)?)))
+        .collect::<steward_store::StoreResult<Vec<_>>>()?;
+    moved.sort_unstable();
+    Ok(moved)
 }
 
 /// Values per `IN (…)` list (SQLite caps a statement's parameters).

@@ -113,6 +113,19 @@ pub struct Global {
         default_value_t = crate::config::CHAT_MAX_ATTACHMENT_BYTES
     )]
     pub chat_max_attachment_bytes: u64,
+    /// On PostgreSQL: `off` lets chat batches commit without waiting for the log
+    /// to reach the disk (lower latency; a database server crash may lose the
+    /// last moments of acknowledged chat). See docs/PERFORMANCE.md, "Chat".
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_CHAT_SYNCHRONOUS_COMMIT",
+        default_value = "on",
+        value_name = "on|off",
+        value_parser = on_off,
+        action = clap::ArgAction::Set
+    )]
+    pub chat_synchronous_commit: bool,
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -126,6 +139,15 @@ fn message_limit(text: &str) -> Result<usize, String> {
             "{text:?}: give a number of bytes from 1 to {}",
             crate::api::MAX_JSON_BODY
         )),
+    }
+}
+
+/// `on` or `off` (PostgreSQL's own words for the setting), also `true`/`false`.
+fn on_off(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("{text:?}: give on or off")),
     }
 }
 
@@ -150,6 +172,7 @@ impl Global {
             bundle_keep_days: self.bundle_keep_days,
             chat_max_message_bytes: self.chat_max_message_bytes,
             chat_max_attachment_bytes: self.chat_max_attachment_bytes,
+            chat_synchronous_commit: self.chat_synchronous_commit,
             ..Settings::default()
         }
     }
@@ -441,4 +464,44 @@ pub(crate) fn emit(json: bool, value: &serde_json::Value, text: &str) {
 
 pub(crate) fn invalid(field: &str, msg: impl Into<String>) -> Error {
     Error::invalid(field, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn sync_commit(args: &[&str]) -> Result<bool, String> {
+        let mut argv = vec!["steward"];
+        argv.extend_from_slice(args);
+        argv.push("serve");
+        Cli::try_parse_from(argv)
+            .map(|cli| cli.global.settings().chat_synchronous_commit)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn chat_synchronous_commit_is_on_unless_turned_off() {
+        // The environment could set it; these tests run without it.
+        if std::env::var_os("STEWARD_CHAT_SYNCHRONOUS_COMMIT").is_some() {
+            return;
+        }
+        assert_eq!(sync_commit(&[]), Ok(true));
+        for off in ["off", "OFF", "false", " off "] {
+            assert_eq!(
+                sync_commit(&["--chat-synchronous-commit", off]),
+                Ok(false),
+                "{off:?}"
+            );
+        }
+        assert_eq!(sync_commit(&["--chat-synchronous-commit", "on"]), Ok(true));
+        let refused = sync_commit(&["--chat-synchronous-commit", "0"]);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("give on or off")),
+            "{refused:?}"
+        );
+    }
 }
