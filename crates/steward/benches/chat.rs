@@ -11,8 +11,10 @@
 //!    counter's range), through `Conn::copy_in` in one transaction: one cached
 //!    prepared INSERT on SQLite, binary COPY on PostgreSQL. Messages per second.
 //! 2. **Per-message transactions**: the same two rows, one transaction each
-//!    (`Steward::write`), for two seconds: what a writer without group commit
-//!    would manage.
+//!    (`Steward::write`), one after another for two seconds: what a writer
+//!    without group commit would manage, and the time of each transaction
+//!    (p50, p99, max): the floor under any acknowledgement that waits for a
+//!    commit, measured in the same run.
 //! 3. **Throughput**: 8 senders, each with its own socket and a direct
 //!    conversation with its own recipient, whose socket is open too; each sender
 //!    keeps up to `STEWARD_BENCH_WINDOW` (default 256) sends unacknowledged and
@@ -27,7 +29,11 @@
 //!    body carrying its send time; the receiver notes the time from the send call
 //!    to the pushed message's arrival on its socket, and acknowledges delivery as
 //!    above. Two seconds of warm-up, then `STEWARD_BENCH_SECONDS` measured. p50,
-//!    p90, p99 and max (target p99 < 10 ms).
+//!    p90, p99 and max (target p99 < 10 ms). Before it, untimed, the database
+//!    settles after the throughput run (`Target::settle`).
+//! 5. **Latency without synchronous commit** (PostgreSQL only): step 4 again on
+//!    a server started with `chat_synchronous_commit = false` (chat batches do
+//!    not wait for the log flush; see docs/PERFORMANCE.md).
 //!
 //! SQLite always; PostgreSQL at `STEWARD_BENCH_DATABASE_URL` (else
 //! `STEWARD_TEST_DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/test)
@@ -273,8 +279,15 @@ fn raw_insert(target: &Target, n: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// One transaction per message, one after another.
+struct PerMessage {
+    per_sec: f64,
+    /// Each transaction's time in ms, sorted.
+    commit_ms: Vec<f64>,
+}
+
 /// The same rows, one transaction per message, for `secs`; ids from `first_id`.
-fn per_message_transactions(target: &Target, secs: f64, first_id: i64) -> f64 {
+fn per_message_transactions(target: &Target, secs: f64, first_id: i64) -> PerMessage {
     let core = target.open();
     let key = steward_crypto::DataKey::generate().unwrap();
     let sealed = key.encrypt(BODY.as_bytes(), b"aad").unwrap();
@@ -282,7 +295,9 @@ fn per_message_transactions(target: &Target, secs: f64, first_id: i64) -> f64 {
     let at = steward::clock::now();
     let started = Instant::now();
     let mut n = 0i64;
+    let mut commit_ms = Vec::new();
     while started.elapsed().as_secs_f64() < secs {
+        let one = Instant::now();
         core.write(&actor, |tx| {
             tx.conn.execute(
                 "INSERT INTO chat_messages (seq, conversation_id, tenant_id, sender_subject_id, \
@@ -310,9 +325,14 @@ fn per_message_transactions(target: &Target, secs: f64, first_id: i64) -> f64 {
             Ok(())
         })
         .unwrap();
+        commit_ms.push(one.elapsed().as_secs_f64() * 1e3);
         n += 1;
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    commit_ms.sort_by(f64::total_cmp);
+    PerMessage {
+        per_sec: n as f64 / started.elapsed().as_secs_f64(),
+        commit_ms,
+    }
 }
 
 /// A server on a loopback port; stops when dropped.
@@ -709,13 +729,19 @@ fn main() {
             continue;
         };
         let raw = raw_insert(&raw_target, raw_rows);
-        let per_tx = per_message_transactions(&raw_target, 2.0, 2 * raw_rows as i64 + 1);
+        let one_tx = per_message_transactions(&raw_target, 2.0, 2 * raw_rows as i64 + 1);
+        let per_tx = one_tx.per_sec;
+        let commit = &one_tx.commit_ms;
         drop(raw_target);
         println!(
             "  {name}: baseline, raw insert (copy_in, one transaction): {raw:>9.0} messages/s"
         );
         println!(
-            "  {name}: one transaction per message:                  {per_tx:>9.0} messages/s"
+            "  {name}: one transaction per message:                  {per_tx:>9.0} messages/s \
+             (each: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms)",
+            pct(commit, 50.0),
+            pct(commit, 99.0),
+            commit.last().copied().unwrap_or(f64::NAN)
         );
 
         let Some(target) = make("server") else {
@@ -734,6 +760,21 @@ fn main() {
             (tp, lat)
         });
         drop(core);
+        // PostgreSQL again, with chat batches not waiting for the log flush.
+        let lat_async = target.pg.is_some().then(|| {
+            let mut settings = target.settings.clone();
+            settings.chat_synchronous_commit = false;
+            let core = Arc::new(Steward::open(settings).unwrap().0);
+            target.settle(&core);
+            let lat = runtime.block_on(async {
+                let served = serve(core.clone()).await;
+                let lat = latency(&served.ws_url, &clients, 20.0, secs, 2.0).await;
+                drop(served);
+                lat
+            });
+            drop(core);
+            lat
+        });
         drop(target);
         let ratio = tp.accepted_per_sec / raw;
         println!(
@@ -741,17 +782,39 @@ fn main() {
              ({:.0} delivered/s to the recipients' sockets)",
             tp.accepted_per_sec, tp.delivered_per_sec
         );
-        let s = &lat.samples;
-        println!(
-            "  {name}: 50 clients at {:.0} messages/s: send-to-delivery p50 {:.2} ms, p90 {:.2} ms, \
-             p99 {:.2} ms, max {:.2} ms ({} samples)",
-            lat.sent_per_sec,
-            pct(s, 50.0),
-            pct(s, 90.0),
-            pct(s, 99.0),
-            s.last().copied().unwrap_or(f64::NAN),
-            s.len()
-        );
+        let show = |label: &str, lat: &Latency| {
+            let s = &lat.samples;
+            println!(
+                "  {name}: 50 clients at {:.0} messages/s{label}: send-to-delivery p50 {:.2} ms, \
+                 p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples); p99 = {:.1}x one commit's",
+                lat.sent_per_sec,
+                pct(s, 50.0),
+                pct(s, 90.0),
+                pct(s, 99.0),
+                s.last().copied().unwrap_or(f64::NAN),
+                s.len(),
+                pct(s, 99.0) / pct(commit, 99.0)
+            );
+        };
+        show("", &lat);
+        if let Some(l) = &lat_async {
+            show(" (synchronous commit off)", l);
+        }
+        let latency_json = |lat: &Latency| {
+            let s = &lat.samples;
+            json!({
+                "clients": 50,
+                "target_rate": 1000,
+                "sent_messages_per_sec": lat.sent_per_sec.round(),
+                "samples": s.len(),
+                "p50_ms": round(pct(s, 50.0), 3),
+                "p90_ms": round(pct(s, 90.0), 3),
+                "p99_ms": round(pct(s, 99.0), 3),
+                "max_ms": round(s.last().copied().unwrap_or(f64::NAN), 3),
+                "p99_ratio_to_one_commit_p99": round(pct(s, 99.0) / pct(commit, 99.0), 2),
+                "target_p99_ms": 10,
+            })
+        };
         results.insert(
             (*name).to_owned(),
             json!({
@@ -766,17 +829,13 @@ fn main() {
                     "ratio_to_one_transaction_per_message": round(tp.accepted_per_sec / per_tx, 1),
                     "target_messages_per_sec": 8000,
                 },
-                "latency": {
-                    "clients": 50,
-                    "target_rate": 1000,
-                    "sent_messages_per_sec": lat.sent_per_sec.round(),
-                    "samples": s.len(),
-                    "p50_ms": round(pct(s, 50.0), 3),
-                    "p90_ms": round(pct(s, 90.0), 3),
-                    "p99_ms": round(pct(s, 99.0), 3),
-                    "max_ms": round(s.last().copied().unwrap_or(f64::NAN), 3),
-                    "target_p99_ms": 10,
+                "one_transaction_per_message_ms": {
+                    "p50": round(pct(commit, 50.0), 3),
+                    "p99": round(pct(commit, 99.0), 3),
+                    "max": round(commit.last().copied().unwrap_or(f64::NAN), 3),
                 },
+                "latency": latency_json(&lat),
+                "latency_synchronous_commit_off": lat_async.as_ref().map(latency_json),
             }),
         );
     }
