@@ -201,24 +201,41 @@ impl Ids {
 pub const TOUCH_EVERY: i64 = 60;
 
 /// The subjects whose retention clock a lane moved, and when (committed
-/// batches only).
-#[derive(Default)]
-struct Touched(HashMap<String, i64>);
+/// batches only). Entries older than [`TOUCH_EVERY`] are dropped when the map
+/// reaches `prune_at`, which then doubles what is left (at least 10,000), so
+/// pruning costs a constant amount per entry however many people chat.
+struct Touched {
+    at: HashMap<String, i64>,
+    prune_at: usize,
+}
+
+impl Default for Touched {
+    fn default() -> Self {
+        Touched {
+            at: HashMap::new(),
+            prune_at: TOUCHED_PRUNE,
+        }
+    }
+}
+
+/// The size of [`Touched`] at which it first drops old entries.
+const TOUCHED_PRUNE: usize = 10_000;
 
 impl Touched {
     /// Of these subjects (in id order), those the lane has not moved within
     /// [`TOUCH_EVERY`] seconds of `at`.
     fn due<'a>(&self, subjects: impl Iterator<Item = &'a str>, at: i64) -> Vec<&'a str> {
         subjects
-            .filter(|s| self.0.get(*s).is_none_or(|t| at - t >= TOUCH_EVERY))
+            .filter(|s| self.at.get(*s).is_none_or(|t| at - t >= TOUCH_EVERY))
             .collect()
     }
 
     fn record(&mut self, subjects: Vec<String>, at: i64) {
-        if self.0.len() >= 10_000 {
-            self.0.retain(|_, t| at - *t < TOUCH_EVERY);
+        if self.at.len() >= self.prune_at {
+            self.at.retain(|_, t| at - *t < TOUCH_EVERY);
+            self.prune_at = (2 * self.at.len()).max(TOUCHED_PRUNE);
         }
-        self.0.extend(subjects.into_iter().map(|s| (s, at)));
+        self.at.extend(subjects.into_iter().map(|s| (s, at)));
     }
 }
 
@@ -718,5 +735,55 @@ fn deliver(hub: &Hub, op: Op, result: Result<Applied>) {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TOUCH_EVERY, TOUCHED_PRUNE, Touched};
+
+    #[test]
+    fn a_lane_moves_each_clock_at_most_once_per_interval() {
+        let mut touched = Touched::default();
+        let at = 1_000_000;
+        // Nobody moved yet: everyone is due, in the order given.
+        assert_eq!(touched.due(["a", "b"].into_iter(), at), ["a", "b"]);
+        touched.record(vec!["a".into(), "b".into()], at);
+        // Within the interval only a newcomer is due; at its end everyone again.
+        assert_eq!(
+            touched.due(["a", "b", "c"].into_iter(), at + TOUCH_EVERY - 1),
+            ["c"]
+        );
+        assert_eq!(
+            touched.due(["a", "b"].into_iter(), at + TOUCH_EVERY),
+            ["a", "b"]
+        );
+        // A batch that did not commit records nothing, so its subjects stay due.
+        assert_eq!(touched.due(["c"].into_iter(), at + 1), ["c"]);
+    }
+
+    #[test]
+    fn the_lane_forgets_clocks_it_would_move_anyway() {
+        let mut touched = Touched::default();
+        let names = |from: usize, n: usize| -> Vec<String> {
+            (from..from + n).map(|i| format!("s{i}")).collect()
+        };
+        touched.record(names(0, TOUCHED_PRUNE), 0);
+        assert_eq!(touched.at.len(), TOUCHED_PRUNE);
+        // Past the bound, entries older than the interval go before new ones land.
+        touched.record(vec!["fresh".into()], TOUCH_EVERY);
+        assert_eq!(touched.at.len(), 1);
+        assert_eq!(
+            touched.due(["fresh"].into_iter(), TOUCH_EVERY + 1),
+            Vec::<&str>::new()
+        );
+        assert_eq!(touched.due(["s1"].into_iter(), TOUCH_EVERY + 1), ["s1"]);
+        // Many people active within one interval: nothing can be dropped, and
+        // the next pruning waits until the map has doubled (no scan per batch).
+        let busy = 3 * TOUCHED_PRUNE;
+        touched.record(names(0, busy), TOUCH_EVERY + 1);
+        touched.record(vec!["one".into()], TOUCH_EVERY + 2);
+        assert_eq!(touched.prune_at, 2 * (busy + 1));
+        assert_eq!(touched.at.len(), busy + 2);
     }
 }
