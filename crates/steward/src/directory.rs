@@ -931,8 +931,8 @@ pub fn import_vcard(
         prepared.push((card.card, card.line, at, uid, c, ignored));
     }
     // Keys for the people who will need a new subject, made before the
-    // transaction: each is a key-store transaction of its own, and on
-    // PostgreSQL several run at once. Keys left unused are destroyed below.
+    // transaction (the key store is a database of its own): a key-store
+    // transaction per thousand. Keys left unused are destroyed below.
     let new_people: Vec<usize> = core.db.read(|conn| {
         let mut new = Vec::new();
         for (card, _, _, _, c, _) in &prepared {
@@ -946,7 +946,7 @@ pub fn import_vcard(
         .iter()
         .map(|_| uuid::Uuid::now_v7().to_string())
         .collect();
-    let made = match parties::per_key(core, &ids, |id| core.keys.create_subject_key(id)) {
+    let made = match core.keys.create_subject_keys(&ids) {
         Ok(keys) => keys,
         Err(e) => {
             for id in &ids {

@@ -7,7 +7,7 @@
 //! from the data, with a short retention (see docs/SECURITY.md).
 
 use steward_crypto::{BlindIndexKey, DataKey, IdentifierKind, MacKey, MasterKey};
-use steward_store::{Conn, Db, params};
+use steward_store::{Conn, Db, Value, params};
 
 use crate::clock::now;
 use crate::error::{Error, Result};
@@ -19,6 +19,9 @@ pub struct KeyStore {
     index_key: BlindIndexKey,
     audit_key: MacKey,
 }
+
+/// Keys [`KeyStore::create_subject_keys`] stores per transaction.
+pub const KEY_BATCH: usize = 1_000;
 
 fn subject_aad(subject_id: &str) -> Vec<u8> {
     format!("subject-key|{subject_id}").into_bytes()
@@ -92,6 +95,85 @@ impl KeyStore {
             ));
         }
         Ok(key)
+    }
+
+    /// Creates and stores new data keys for many subjects, in order: one
+    /// transaction per [`KEY_BATCH`] keys (their rows through `copy_in`), so a
+    /// batch costs a commit per thousand keys instead of one per key. A chunk
+    /// is stored whole or not at all (an id that already has a key refuses its
+    /// chunk with a conflict); keys of earlier chunks stay, and the caller
+    /// shreds what it does not use, as after [`create_subject_key`](Self::create_subject_key).
+    pub fn create_subject_keys(&self, subject_ids: &[String]) -> Result<Vec<DataKey>> {
+        let mut keys = Vec::with_capacity(subject_ids.len());
+        for chunk in subject_ids.chunks(KEY_BATCH) {
+            let at = now();
+            let mut made = Vec::with_capacity(chunk.len());
+            let mut rows = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                let key = DataKey::generate()?;
+                rows.push(vec![
+                    Value::from(id.as_str()),
+                    Value::Bytes(key.wrap(&self.master, &subject_aad(id))?),
+                    Value::from(self.master.id()),
+                    Value::Int(at),
+                ]);
+                made.push(key);
+            }
+            self.db.write(|c: &mut dyn Conn| -> Result<()> {
+                // As in create_subject_key: only under the store's current master.
+                let current = c.query_opt(
+                    "SELECT 1 FROM system_keys WHERE name = 'blind-index' AND master_id = $1",
+                    params![self.master.id()],
+                )?;
+                if current.is_none() {
+                    return Err(Error::Keys(
+                        "the master key was rotated by another process: restart Steward with \
+                         the new key"
+                            .into(),
+                    ));
+                }
+                c.copy_in(
+                    "subject_keys",
+                    &["subject_id", "wrapped", "master_id", "created_at"],
+                    &mut rows.into_iter(),
+                )?;
+                Ok(())
+            })?;
+            keys.extend(made);
+        }
+        Ok(keys)
+    }
+
+    /// The data keys of many subjects, in order (`None` for one shredded or
+    /// never made): one read, 500 ids per query.
+    pub fn subject_keys(&self, subject_ids: &[String]) -> Result<Vec<Option<DataKey>>> {
+        let mut wrapped: std::collections::HashMap<String, Vec<u8>> =
+            std::collections::HashMap::with_capacity(subject_ids.len());
+        self.db
+            .read(|c: &mut dyn Conn| -> steward_store::StoreResult<()> {
+                for chunk in subject_ids.chunks(500) {
+                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let args: Vec<Value> =
+                        chunk.iter().map(|id| Value::from(id.as_str())).collect();
+                    for r in c.query(
+                        &format!(
+                            "SELECT subject_id, wrapped FROM subject_keys WHERE subject_id IN ({})",
+                            marks.join(", ")
+                        ),
+                        &args,
+                    )? {
+                        wrapped.insert(r.text(0)?, r.bytes(1)?);
+                    }
+                }
+                Ok(())
+            })?;
+        subject_ids
+            .iter()
+            .map(|id| match wrapped.get(id) {
+                None => Ok(None),
+                Some(w) => Ok(Some(DataKey::unwrap(&self.master, w, &subject_aad(id))?)),
+            })
+            .collect()
     }
 
     /// The subject's data key, or `None` once it has been shredded.

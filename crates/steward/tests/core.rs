@@ -404,11 +404,76 @@ fn column_names(env: &Env, table: &str) -> Vec<String> {
         .collect()
 }
 
+/// Keys made and read many at a time match the one-at-a-time calls, keep the
+/// order asked for, cross the store's batch size, and a batch holding an id
+/// that already has a key stores none of its chunk.
+fn key_batches(env: &Env) {
+    use steward::keys::KEY_BATCH;
+    let keys = &env.core.keys;
+    let ids: Vec<String> = (0..KEY_BATCH + 7)
+        .map(|i| format!("batch-subject-{i:05}"))
+        .collect();
+    let made = keys.create_subject_keys(&ids).unwrap();
+    assert_eq!(made.len(), ids.len());
+    let aad = b"batch test";
+    for i in [0, 1, KEY_BATCH - 1, KEY_BATCH, ids.len() - 1] {
+        let sealed = made[i].encrypt(ids[i].as_bytes(), aad).unwrap();
+        let one = keys.require_subject_key(&ids[i]).unwrap();
+        assert_eq!(
+            one.decrypt(&sealed, aad).unwrap(),
+            ids[i].as_bytes(),
+            "key {i}"
+        );
+    }
+    // Read back many at once, in the order asked, with gaps for unknown and
+    // shredded subjects.
+    assert!(keys.shred_subject_key(&ids[3]).unwrap());
+    let ask = vec![
+        ids[KEY_BATCH].clone(),
+        "no-such-subject".to_owned(),
+        ids[3].clone(),
+        ids[0].clone(),
+    ];
+    let got = keys.subject_keys(&ask).unwrap();
+    assert_eq!(got.len(), 4);
+    let sealed = made[KEY_BATCH].encrypt(b"x", aad).unwrap();
+    assert_eq!(
+        got[0].as_ref().unwrap().decrypt(&sealed, aad).unwrap(),
+        b"x"
+    );
+    assert!(got[1].is_none() && got[2].is_none());
+    let sealed = made[0].encrypt(b"y", aad).unwrap();
+    assert_eq!(
+        got[3].as_ref().unwrap().decrypt(&sealed, aad).unwrap(),
+        b"y"
+    );
+    assert!(keys.subject_keys(&[]).unwrap().is_empty());
+    // A chunk with an id that has a key already is refused whole.
+    let clash = vec!["fresh-a".to_owned(), ids[1].clone(), "fresh-b".to_owned()];
+    assert!(keys.create_subject_keys(&clash).is_err());
+    assert!(
+        keys.subject_keys(&clash)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .all(|(i, k)| k.is_some() == (i == 1)),
+        "only the key that was there before"
+    );
+    let kept = keys.require_subject_key(&ids[1]).unwrap();
+    let sealed = made[1].encrypt(b"z", aad).unwrap();
+    assert_eq!(
+        kept.decrypt(&sealed, aad).unwrap(),
+        b"z",
+        "the old key untouched"
+    );
+}
+
 #[test]
 fn core_on_sqlite() {
     let env = Env::sqlite();
     registry_is_complete(&env);
     scenario(&env);
+    key_batches(&env);
 }
 
 #[test]
@@ -416,6 +481,7 @@ fn core_on_postgres() {
     let Some(env) = Env::postgres() else { return };
     registry_is_complete(&env);
     scenario(&env);
+    key_batches(&env);
 }
 
 #[test]

@@ -39,10 +39,6 @@ use crate::subjects;
 const MAX_CACHED: usize = 200_000;
 /// Blind indexes per look-up query.
 const LOOKUP_CHUNK: usize = 500;
-/// Key-store calls per thread, and the most threads used (PostgreSQL only: each
-/// call is a transaction of its own, and round trips overlap well).
-const KEYS_PER_THREAD: usize = 64;
-const KEY_THREADS: usize = 8;
 /// The longest identifier kept as a party (longer values are cut here first).
 const MAX_IDENTIFIER: usize = 128;
 
@@ -236,7 +232,7 @@ impl Parties {
             .filter_map(|(s, idx)| found.get(idx).map(|id| (*s, id.clone())))
             .collect();
         let ids: Vec<String> = existing.iter().map(|(_, id)| id.clone()).collect();
-        let keys = per_key(core, &ids, |id| core.keys.subject_key(id))?;
+        let keys = core.keys.subject_keys(&ids)?;
         let mut resolved = std::collections::HashSet::new();
         for ((slot, id), key) in existing.into_iter().zip(keys) {
             if let (Some(key), Some(s)) = (key, self.slots.get_mut(slot)) {
@@ -258,7 +254,7 @@ impl Parties {
             .iter()
             .map(|_| uuid::Uuid::now_v7().to_string())
             .collect();
-        let keys = per_key(core, &ids, |id| core.keys.create_subject_key(id))?;
+        let keys = core.keys.create_subject_keys(&ids)?;
         let mut rows = Vec::with_capacity(new.len());
         for (((slot, idx), id), key) in new.into_iter().zip(ids).zip(keys) {
             let Some(s) = self.slots.get_mut(slot) else {
@@ -327,40 +323,6 @@ impl Parties {
         }
         Ok(found)
     }
-}
-
-/// Calls the key store once per id. Each call is a transaction of its own; on
-/// PostgreSQL several run at once from a few threads, so that their round trips
-/// (and commits) overlap.
-pub(crate) fn per_key<T: Send>(
-    core: &Steward,
-    ids: &[String],
-    f: impl Fn(&str) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let threads = if core.keys.describe().starts_with("postgres") {
-        ids.len().div_ceil(KEYS_PER_THREAD).clamp(1, KEY_THREADS)
-    } else {
-        1
-    };
-    if threads <= 1 {
-        return ids.iter().map(|id| f(id)).collect();
-    }
-    let per = ids.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = ids
-            .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|id| f(id)).collect::<Result<Vec<T>>>()))
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for h in handles {
-            let part = h
-                .join()
-                .map_err(|_| Error::Internal("a key-store thread panicked".into()))??;
-            out.extend(part);
-        }
-        Ok(out)
-    })
 }
 
 /// The audit entry for subjects created while ingesting.
