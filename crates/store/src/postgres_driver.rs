@@ -41,7 +41,9 @@ struct PgClient {
 
 /// A connection's prepared statements by SQL text, as `sqlx` and
 /// `deadpool-postgres` keep them: a query run again is one round trip (bind and
-/// execute) instead of two (parse and describe first). Server-side prepared
+/// execute) instead of two (parse and describe first). Each run is still
+/// planned for its values (`plan_cache_mode = force_custom_plan`, set on every
+/// connection). Server-side prepared
 /// statements belong to the session and survive a rolled-back transaction;
 /// `execute_batch` (migrations, DDL) empties the cache, so no statement planned
 /// against an old table shape is reused.
@@ -113,6 +115,13 @@ impl PostgresDriver {
                     ))
                     .map_err(map_err)?;
             }
+            // Cached statements are planned for their values each time, as
+            // unnamed ones were: after five runs PostgreSQL would otherwise try
+            // a generic plan, which for `tenant_id = $1 AND x IN ($2, …)` scans
+            // the whole tenant. Caching saves the parse round trip, not planning.
+            client
+                .batch_execute("SET plan_cache_mode = force_custom_plan")
+                .map_err(map_err)?;
             Ok(PgClient {
                 client,
                 statements: Statements::default(),

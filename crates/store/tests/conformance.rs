@@ -342,6 +342,21 @@ fn postgres_conformance() {
     let db = pg.open().unwrap();
     assert_eq!(db.backend(), Backend::Postgres);
     conformance(&db);
+    // Every pooled connection plans cached statements for their values (a
+    // generic plan for `tenant_id = $1 AND x IN (…)` would scan the tenant).
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mode = db
+                    .read(|c| c.query_opt("SELECT current_setting('plan_cache_mode')", &[]))
+                    .unwrap()
+                    .unwrap()
+                    .text(0)
+                    .unwrap();
+                assert_eq!(mode, "force_custom_plan");
+            });
+        }
+    });
     // File backups are SQLite's; PostgreSQL exports a snapshot instead.
     let tmp = tempfile::tempdir().unwrap();
     assert!(db.backup_to(&tmp.path().join("x.sqlite")).is_err());
