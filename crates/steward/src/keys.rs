@@ -7,7 +7,7 @@
 //! from the data, with a short retention (see docs/SECURITY.md).
 
 use steward_crypto::{BlindIndexKey, DataKey, IdentifierKind, MacKey, MasterKey};
-use steward_store::{Conn, Db, Value, params};
+use steward_store::{Conn, Db, Value, params, placeholders};
 
 use crate::clock::now;
 use crate::error::{Error, Result};
@@ -75,26 +75,9 @@ impl KeyStore {
 
     /// Creates and stores a new data key for a subject.
     pub fn create_subject_key(&self, subject_id: &str) -> Result<DataKey> {
-        let key = DataKey::generate()?;
-        let wrapped = key.wrap(&self.master, &subject_aad(subject_id))?;
-        // Insert only while this process's master key is still the store's: after
-        // `keys rotate-master` ran elsewhere, a running server must not wrap new
-        // keys under the retired master (they would be unreadable after restart).
-        let n = self.db.write(|c: &mut dyn Conn| {
-            c.execute(
-                "INSERT INTO subject_keys (subject_id, wrapped, master_id, created_at) \
-                 SELECT $1, $2, $3, $4 WHERE EXISTS \
-                 (SELECT 1 FROM system_keys WHERE name = 'blind-index' AND master_id = $3)",
-                params![subject_id, wrapped, self.master.id(), now()],
-            )
-        })?;
-        if n == 0 {
-            return Err(Error::Keys(
-                "the master key was rotated by another process: restart Steward with the new key"
-                    .into(),
-            ));
-        }
-        Ok(key)
+        self.create_subject_keys(&[subject_id.to_owned()])?
+            .pop()
+            .ok_or_else(|| Error::Internal("the key store made no key".into()))
     }
 
     /// Creates and stores new data keys for many subjects, in order: one
@@ -120,7 +103,10 @@ impl KeyStore {
                 made.push(key);
             }
             self.db.write(|c: &mut dyn Conn| -> Result<()> {
-                // As in create_subject_key: only under the store's current master.
+                // Insert only while this process's master key is still the
+                // store's: after `keys rotate-master` ran elsewhere, a running
+                // server must not wrap new keys under the retired master (they
+                // would be unreadable after restart).
                 let current = c.query_opt(
                     "SELECT 1 FROM system_keys WHERE name = 'blind-index' AND master_id = $1",
                     params![self.master.id()],
@@ -152,13 +138,12 @@ impl KeyStore {
         self.db
             .read(|c: &mut dyn Conn| -> steward_store::StoreResult<()> {
                 for chunk in subject_ids.chunks(500) {
-                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
                     let args: Vec<Value> =
                         chunk.iter().map(|id| Value::from(id.as_str())).collect();
                     for r in c.query(
                         &format!(
                             "SELECT subject_id, wrapped FROM subject_keys WHERE subject_id IN ({})",
-                            marks.join(", ")
+                            placeholders(1, chunk.len())
                         ),
                         &args,
                     )? {

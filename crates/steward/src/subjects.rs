@@ -270,12 +270,12 @@ pub fn touch_all(tx: &mut Tx<'_>, subject_ids: &[&str]) -> Result<()> {
     for chunk in subject_ids.chunks(500) {
         let mut args = vec![steward_store::Value::Int(tx.at)];
         args.extend(chunk.iter().map(|s| steward_store::Value::from(*s)));
-        let marks: Vec<String> = (2..=args.len()).map(|i| format!("${i}")).collect();
+
         tx.conn.execute(
             &format!(
                 "UPDATE subjects SET last_engagement_at = $1 \
                  WHERE last_engagement_at < $1 AND id IN ({})",
-                marks.join(", ")
+                steward_store::placeholders(2, chunk.len())
             ),
             &args,
         )?;

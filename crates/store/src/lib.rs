@@ -303,9 +303,26 @@ pub(crate) fn to_sqlite_placeholders(sql: &str) -> String {
     out
 }
 
+/// `$first, $first+1, …` for `n` parameters: the list of an `IN (…)` built
+/// for a chunk of values (keep chunks at 500 or fewer: SQLite caps a
+/// statement's parameters).
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholder_lists_number_from_the_first() {
+        assert_eq!(placeholders(1, 3), "$1, $2, $3");
+        assert_eq!(placeholders(3, 2), "$3, $4");
+        assert_eq!(placeholders(1, 0), "");
+    }
 
     #[test]
     fn placeholders_are_rewritten_outside_literals() {
