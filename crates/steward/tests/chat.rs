@@ -1152,6 +1152,70 @@ async fn the_socket_takes_the_token_three_ways_and_closes_at_logout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_server_closes_the_sockets_and_records_their_end_first() {
+    let env = Env::sqlite();
+    let core = env.core.clone();
+    let t = seed_tenant(&core, "stop");
+    let ann = user(&core, &t.tenant.id, "stop-ann");
+    let bob = user(&core, &t.tenant.id, "stop-bob");
+    let server = Server::start(core.clone()).await;
+    let ann_t = server.login(&ann.username).await;
+    let bob_t = server.login(&bob.username).await;
+    let mut sockets = Vec::new();
+    for token in [&ann_t, &bob_t, &ann_t] {
+        sockets.push(connect(&server, token).await);
+    }
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM chat_connections WHERE closed_at IS NULL"
+        ),
+        3
+    );
+    // By the time `serve` returns, every end is recorded, without waiting for
+    // the clients to read anything ...
+    // The database is busy as the server stops (another writer holds it for a
+    // moment), so recording the ends takes a while: `serve` waits for them.
+    let (held, holding) = std::sync::mpsc::channel();
+    let busy = std::thread::spawn({
+        let core = core.clone();
+        move || {
+            core.write(&steward::access::Actor::system("test"), |_tx| {
+                held.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+                Ok(())
+            })
+            .unwrap()
+        }
+    });
+    holding.recv().unwrap();
+    server.stop().await;
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM chat_connections WHERE closed_at IS NULL"
+        ),
+        0
+    );
+    busy.join().unwrap();
+    // ... and each client was told why (1001, going away).
+    for ws in &mut sockets {
+        let code = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(WsMessage::Close(c))) => return c.map(|c| u16::from(c.code)),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("closed when the server stops");
+        assert_eq!(code, Some(1001));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn erasing_a_sender_leaves_nothing_of_theirs_readable() {
     let env = Env::sqlite();
     let core = env.core.clone();

@@ -622,21 +622,34 @@ async fn socket(
         })
         .await?
     };
+    // From here until its end is recorded, a stopping server waits for it.
+    let alive = s.chat.hub().track();
     let reg = s.chat.hub().register(
         &author.subject_id,
         steward_crypto::token::hash_token(&auth.token),
     );
     let max = frame_limit(s.core.settings.chat_max_message_bytes);
-    let failed = (s.clone(), author.clone(), connection_id.clone());
+    let failed = (
+        s.clone(),
+        author.clone(),
+        connection_id.clone(),
+        alive.clone(),
+    );
     Ok(ws
         .protocols([PROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
         .on_failed_upgrade(move |_| {
-            let (s, author, id) = failed;
-            tokio::spawn(async move { closed(&s, author, id).await });
+            let (s, author, id, alive) = failed;
+            tokio::spawn(async move {
+                closed(&s, author, id).await;
+                drop(alive);
+            });
         })
-        .on_upgrade(move |socket| connection(s, author, auth.token, connection_id, reg, socket)))
+        .on_upgrade(move |socket| async move {
+            connection(s, author, auth.token, connection_id, reg, socket).await;
+            drop(alive);
+        }))
 }
 
 /// Records the end of a connection.

@@ -288,13 +288,27 @@ pub async fn serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        // Upgraded connections are not the server's to wait for: tell them to close.
-        chat.hub().close_all();
+    .with_graceful_shutdown({
+        let chat = chat.clone();
+        async move {
+            shutdown.await;
+            // Upgraded connections are not axum's to wait for: tell them to close.
+            chat.hub().close_all();
+        }
     })
-    .await
+    .await?;
+    // ... and wait until each has recorded its end (chat_connections.closed_at).
+    if !chat.hub().closed(CLOSE_WAIT).await {
+        tracing::warn!(
+            "chat connections still closing after {} s: stopping without them",
+            CLOSE_WAIT.as_secs()
+        );
+    }
+    Ok(())
 }
+
+/// How long a stopping server waits for its chat connections to close.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a login waits for a free password-hashing slot before the server
 /// answers "busy".

@@ -13,6 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
 use super::OUTBOX;
 
@@ -69,6 +70,9 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Cancelled when the server shuts down: every connection closes.
     closing: CancellationToken,
+    /// Connection tasks that have not finished yet (their end recorded), so
+    /// that a stopping server can wait for them.
+    tasks: TaskTracker,
 }
 
 impl Hub {
@@ -189,6 +193,20 @@ impl Hub {
     /// Tells every connection to close (the server is stopping).
     pub fn close_all(&self) {
         self.closing.cancel();
+    }
+
+    /// Counts a connection's task as running until the token is dropped: from
+    /// before the upgrade is answered until the connection's end is recorded.
+    pub fn track(&self) -> TaskTrackerToken {
+        self.tasks.token()
+    }
+
+    /// Waits, at most `limit`, until every tracked connection task has
+    /// finished (after [`Hub::close_all`]: they are closing). Returns whether
+    /// they all did.
+    pub async fn closed(&self, limit: std::time::Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(limit, self.tasks.wait()).await.is_ok()
     }
 
     /// Whether the server is stopping.
