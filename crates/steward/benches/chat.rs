@@ -25,8 +25,8 @@
 //!    `STEWARD_BENCH_SECONDS` (default 10) measured. Accepted messages/s
 //!    (target ≥ 8,000).
 //! 4. **Latency**: 50 clients in 25 direct conversations; each sends 20 messages
-//!    a second to its partner (1,000 messages/s in all, paced, staggered), each
-//!    body carrying its send time; the receiver notes the time from the send call
+//!    a second to its partner (1,000 messages/s in all, on a fixed staggered
+//!    schedule that a stall does not shift), each body carrying its send time; the receiver notes the time from the send call
 //!    to the pushed message's arrival on its socket, and acknowledges delivery as
 //!    above. Two seconds of warm-up, then `STEWARD_BENCH_SECONDS` measured. p50,
 //!    p90, p99 and max (target p99 < 10 ms). Before it, untimed, the database
@@ -335,17 +335,19 @@ fn per_message_transactions(target: &Target, secs: f64, first_id: i64) -> PerMes
     }
 }
 
-/// A server on a loopback port; stops when dropped.
+/// A server on a loopback port.
 struct Served {
     ws_url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+impl Served {
+    /// Stops the server; returns once every connection's end is recorded
+    /// (before the database goes away).
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
     }
 }
 
@@ -353,7 +355,7 @@ async fn serve(core: Arc<Steward>) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         steward::api::serve(core, listener, async {
             let _ = rx.await;
         })
@@ -362,7 +364,8 @@ async fn serve(core: Arc<Steward>) -> Served {
     });
     Served {
         ws_url: format!("ws://{addr}/api/v1/chat/ws"),
-        stop: Some(tx),
+        stop: tx,
+        task,
     }
 }
 
@@ -624,8 +627,13 @@ async fn latency(url: &str, people: &People, per_client: f64, secs: f64, warmup:
         // Staggered starts spread the clients' sends over the period.
         let offset = period.mul_f64(i as f64 / n as f64);
         tasks.push(tokio::spawn(async move {
+            // A fixed schedule: each send is due at start + k periods. A stall
+            // that delays sends does not move the ones after it (missed ticks
+            // fire at once, then the grid goes on), so the clients keep their
+            // stagger instead of falling into step after every stall (which
+            // bunched their sends for the rest of a run: p50 doubled).
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
@@ -756,7 +764,7 @@ fn main() {
             // On a thread of its own: the PostgreSQL client runs a runtime.
             std::thread::scope(|s| s.spawn(|| target.settle(&core)).join().unwrap());
             let lat = latency(&served.ws_url, &clients, 20.0, secs, 2.0).await;
-            drop(served);
+            served.stop().await;
             (tp, lat)
         });
         drop(core);
@@ -769,7 +777,7 @@ fn main() {
             let lat = runtime.block_on(async {
                 let served = serve(core.clone()).await;
                 let lat = latency(&served.ws_url, &clients, 20.0, secs, 2.0).await;
-                drop(served);
+                served.stop().await;
                 lat
             });
             drop(core);
