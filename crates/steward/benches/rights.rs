@@ -314,12 +314,11 @@ impl World {
             .map(|(_, e)| core.keys.blind_index(IdentifierKind::Phone, e))
             .collect();
         for chunk in idx.chunks(500) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let mut args = vec![Value::from(self.tenant.as_str())];
             args.extend(chunk.iter().map(|i| Value::Bytes(i.clone())));
             let sql = format!(
                 "SELECT id, phone_idx FROM subjects WHERE tenant_id = $1 AND phone_idx IN ({})",
-                marks.join(", ")
+                steward_store::placeholders(2, chunk.len())
             );
             for r in core.db.read(|c| c.query(&sql, &args)).unwrap() {
                 by_idx.insert(r.bytes(1).unwrap(), r.text(0).unwrap());

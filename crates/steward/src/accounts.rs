@@ -182,13 +182,12 @@ pub fn names(
     if ids.is_empty() {
         return Ok(out);
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let values: Vec<steward_store::Value> = ids.iter().map(|i| (*i).into()).collect();
     let rows = core.db.read(|c| {
         c.query(
             &format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})",
-                placeholders.join(", ")
+                steward_store::placeholders(1, ids.len())
             ),
             &values,
         )

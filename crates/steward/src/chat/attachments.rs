@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream};
 use serde::Serialize;
 use steward_crypto::DataKey;
-use steward_store::{Conn, Row, StoreResult, Value, params};
+use steward_store::{Conn, Row, StoreResult, Value, params, placeholders};
 use utoipa::ToSchema;
 
 use super::conversations::member_row;
@@ -111,13 +111,12 @@ pub(crate) fn from_row(r: &Row, key: Option<&DataKey>) -> Result<Attachment> {
 pub(crate) fn of_messages(c: &mut dyn Conn, seqs: &[i64]) -> StoreResult<Vec<Row>> {
     let mut out = Vec::new();
     for chunk in seqs.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let args: Vec<Value> = chunk.iter().map(|s| Value::Int(*s)).collect();
         out.extend(c.query(
             &format!(
                 "SELECT {COLUMNS} FROM chat_attachments WHERE message_seq IN ({}) \
                  ORDER BY message_seq, created_at, id",
-                marks.join(", ")
+                placeholders(1, chunk.len())
             ),
             &args,
         )?);

@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use steward_crypto::DataKey;
 use steward_policy::UseError;
-use steward_store::{Conn, Row, StoreResult, Value, params};
+use steward_store::{Conn, Row, StoreResult, Value, params, placeholders};
 
 use super::attachments::{self, Attachment};
 use super::conversations::{self, ConversationPage};
@@ -144,11 +144,10 @@ fn receipts(
                 .map(|r| r.0.first().cloned().unwrap_or(Value::Null))
                 .collect();
             for chunk in own.chunks(500) {
-                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
                 out.extend(c.query(
                     &format!(
                         "{SELECT} WHERE message_seq IN ({}) ORDER BY message_seq, id",
-                        marks.join(", ")
+                        placeholders(1, chunk.len())
                     ),
                     chunk,
                 )?);

@@ -40,7 +40,7 @@ use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};
 use steward_cdr::{CallRecord, Disposition, Format, Records, RowError, SNIFF_BYTES};
 use steward_crypto::IdentifierKind;
-use steward_store::{Backend, Conn, Value, params};
+use steward_store::{Backend, Conn, Value, params, placeholders};
 use utoipa::ToSchema;
 
 use super::parties::{Parties, Party, PartyKey, SUBJECT_COLUMNS, SlotId, created_event};
@@ -623,11 +623,10 @@ fn stored_ids(
     }
     let ids: Vec<Value> = rows.iter().map(|r| Value::Bytes(r.id.to_vec())).collect();
     for chunk in ids.chunks(EXISTING_CHUNK) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         for r in conn.query(
             &format!(
                 "SELECT id FROM call_records WHERE id IN ({})",
-                marks.join(", ")
+                placeholders(1, chunk.len())
             ),
             chunk,
         )? {

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use steward_crypto::{DataKey, IdentifierKind, normalize};
-use steward_store::{Value, params};
+use steward_store::{Value, params, placeholders};
 
 use crate::access::{Actor, Role};
 use crate::audit::Event;
@@ -305,12 +305,10 @@ impl Parties {
                 .map(|(_, i)| i)
                 .collect();
             for chunk in wanted.chunks(LOOKUP_CHUNK) {
-                let placeholders: Vec<String> =
-                    (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
                 let sql = format!(
                     "SELECT id, {column} FROM subjects WHERE tenant_id = $1 AND {column} IN ({}) \
                      ORDER BY CASE kind WHEN 'user' THEN 0 ELSE 1 END, created_at, id",
-                    placeholders.join(", ")
+                    placeholders(2, chunk.len())
                 );
                 let mut values = Vec::with_capacity(chunk.len() + 1);
                 values.push(Value::from(self.tenant_id.as_str()));

@@ -311,12 +311,11 @@ pub(crate) fn clear_rows(
                 let mut args = Vec::with_capacity(chunk.len() + 1);
                 args.push(Value::from(subject_id));
                 args.extend(chunk.iter().cloned());
-                let marks: Vec<String> = (2..=args.len()).map(|i| format!("${i}")).collect();
                 (
                     format!(
                         "{column} = $1 AND {} IN ({})",
                         store.key_column,
-                        marks.join(", ")
+                        steward_store::placeholders(2, chunk.len())
                     ),
                     args,
                 )
