@@ -791,6 +791,48 @@ async fn api_takes_records_and_names_bad_fields() {
     let server = Server::start(core.clone()).await;
     let admin = server.login(&t.admin.username).await;
     let path = format!("/api/v1/tenants/{}/cdrs", t.tenant.id);
+    // The tenant's user answers extension 1001: calls to it are theirs.
+    let ext_path = format!("/api/v1/subjects/{}/extension", t.subject.subject_id);
+    let (s, body) = server
+        .call(
+            "PUT",
+            &ext_path,
+            Some(&admin),
+            Some(json!({"extension": "1001"})),
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    // Malformed or refused extensions: 400 naming the field, 403, 409.
+    for (bad, status, field) in [
+        (json!({"extension": "anonymous"}), 400, Some("extension")),
+        (
+            json!({"extension": "+44 7700 900123"}),
+            400,
+            Some("extension"),
+        ),
+        (json!({"extension": ""}), 400, Some("extension")),
+        (json!({"extension": "9".repeat(65)}), 400, Some("extension")),
+        (json!({"extension": 1001}), 400, Some("extension")),
+        (json!({"ext": "1001"}), 400, None),
+    ] {
+        let (s, body) = server
+            .call("PUT", &ext_path, Some(&admin), Some(bad.clone()))
+            .await;
+        assert_eq!(s, status, "{bad} → {body}");
+        if let Some(f) = field {
+            assert_eq!(body["error"]["field"], f, "{bad} → {body}");
+        }
+    }
+    let other = format!("/api/v1/subjects/{}/extension", t.admin.subject_id);
+    let (s, body) = server
+        .call(
+            "PUT",
+            &other,
+            Some(&admin),
+            Some(json!({"extension": "1001"})),
+        )
+        .await;
+    assert_eq!(s, 409, "one extension, one user: {body}");
     let call = json!({
         "leg_id": "api-1", "caller": "+44 7700 900456", "callee": "1001",
         "start": 1_793_610_000, "answer": 1_793_610_004, "end": 1_793_610_064,
@@ -881,7 +923,9 @@ async fn api_takes_records_and_names_bad_fields() {
     assert_eq!(n, 2);
     // A tenant's user may not send records; the usage route answers the admin.
     let user = server.login(&t.subject.username).await;
-    let (s, _) = server.call("POST", &path, Some(&user), Some(call)).await;
+    let (s, _) = server
+        .call("POST", &path, Some(&user), Some(call.clone()))
+        .await;
     assert_eq!(s, 403);
     let (s, body) = server
         .call(
@@ -893,6 +937,74 @@ async fn api_takes_records_and_names_bad_fields() {
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["accounts"].as_array().unwrap().len(), 4);
+    // The two stored legs to extension 1001 (60 s and 48,000 bytes each) are
+    // the user's; nobody else has any.
+    let mine = body["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["subject_id"] == t.subject.subject_id.as_str())
+        .unwrap();
+    assert_eq!(
+        (
+            &mine["calls"],
+            &mine["incoming_calls"],
+            &mine["billsec"],
+            &mine["minutes"],
+            &mine["data_bytes"]
+        ),
+        (&json!(2), &json!(2), &json!(120), &json!(2), &json!(96_000)),
+        "{body}"
+    );
+    assert!(
+        body["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["subject_id"] != t.subject.subject_id.as_str())
+            .all(|a| a["calls"] == 0 && a["data_bytes"] == 0),
+        "{body}"
+    );
+    // A user may not set extensions; cleared, the extension links no later call
+    // to its former user.
+    let (s, _) = server
+        .call(
+            "PUT",
+            &ext_path,
+            Some(&user),
+            Some(json!({"extension": "1002"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = server
+        .call(
+            "PUT",
+            &ext_path,
+            Some(&admin),
+            Some(json!({"extension": null})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let mut later = call.clone();
+    later["leg_id"] = json!("api-3");
+    let (s, body) = server.call("POST", &path, Some(&admin), Some(later)).await;
+    assert_eq!((s, &body["accepted"]), (200, &json!(1)), "{body}");
+    let (_, body) = server
+        .call(
+            "GET",
+            &format!("/api/v1/tenants/{}/usage?month=2026-11", t.tenant.id),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let calls = body["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["subject_id"] == t.subject.subject_id.as_str())
+        .unwrap()["calls"]
+        .clone();
+    assert_eq!(calls, json!(2), "{body}");
     let (s, body) = server
         .call(
             "GET",

@@ -377,6 +377,7 @@ fn request_for(op: &Op, b: &TenantB) -> Request {
         })),
         ("POST", "/api/v1/accounts/{account_id}/disable")
         | ("POST", "/api/v1/accounts/{account_id}/enable") => None,
+        ("PUT", "/api/v1/subjects/{subject_id}/extension") => Some(json!({"extension": "2001"})),
         ("POST", "/api/v1/subjects/{subject_id}/consents") => Some(json!({
             "category": "device_contacts",
             "purpose": "provision",

@@ -5,6 +5,7 @@ use std::fmt;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_cdrs))
         .routes(routes!(get_usage))
+        .routes(routes!(put_extension))
 }
 
 /// One call record, or an array of them.
@@ -102,4 +104,35 @@ async fn get_usage(
     })
     .await
     .map(Json)
+}
+
+/// A user's PBX extension.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionBody {
+    /// The extension as the PBX writes it in its call records (1 to 64
+    /// characters, not a phone number); `null` clears it.
+    pub extension: Option<String>,
+}
+
+/// Record (or clear, with `null`) the PBX extension of one of a tenant's users,
+/// so that call records naming it link to them: the tenant's admin or an
+/// operator. Only its blind index is kept; records already stored keep the
+/// party they were linked to when they arrived. Two users of a tenant cannot
+/// have one extension (409).
+#[utoipa::path(put, path = "/subjects/{subject_id}/extension", tag = "traffic", security(("bearer" = [])),
+    params(("subject_id" = String, Path)), request_body = ExtensionBody,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn put_extension(
+    State(s): State<AppState>,
+    Authed(a): Authed,
+    ApiPath(subject_id): ApiPath<String>,
+    ApiJson(body): ApiJson<ExtensionBody>,
+) -> ApiResult<StatusCode> {
+    blocking(&s, move |core| {
+        ingest::set_extension(core, &a, &subject_id, body.extension.as_deref())
+    })
+    .await
+    .map(|()| StatusCode::NO_CONTENT)
 }

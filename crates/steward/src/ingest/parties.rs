@@ -384,6 +384,26 @@ pub fn set_extension(
                 "only a tenant's users have extensions",
             ));
         }
+        // One user per extension in a tenant: a call to it must name one person.
+        if let Some(idx) = &idx
+            && tx
+                .conn
+                .query_opt(
+                    "SELECT id FROM subjects WHERE tenant_id = $1 AND party_idx = $2 \
+                     AND kind = $3 AND id <> $4",
+                    params![
+                        tenant.as_str(),
+                        idx.clone(),
+                        subjects::SubjectKind::User.as_str(),
+                        subject_id
+                    ],
+                )?
+                .is_some()
+        {
+            return Err(Error::Conflict(
+                "another user of this tenant has that extension".into(),
+            ));
+        }
         tx.conn.execute(
             "UPDATE subjects SET party_idx = $1 WHERE id = $2",
             params![idx.clone(), subject_id],
