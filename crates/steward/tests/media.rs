@@ -395,6 +395,21 @@ async fn media_flow(env: &Env) {
     assert_eq!(status, 204);
     let prefix = format!("tenant/{}/subject/{me}/media", a.tenant.id);
     assert_eq!(objects(env, &prefix).await.len(), 1);
+    // While the photo is stored: its object, read raw from the blob store
+    // (folder or S3), holds none of it; nor does the data directory, its name.
+    for (key, _) in objects(env, &prefix).await {
+        let raw = env.core.blobs.get(&key).await.unwrap();
+        assert!(
+            !raw.windows(20).any(|w| w == b"holiday-photo-marker"),
+            "{key} holds the photo in clear"
+        );
+    }
+    for needle in ["holiday-photo-marker", "beach day.jpg"] {
+        assert!(
+            sync(|| files_containing(env.data_dir(), needle)).is_empty(),
+            "{needle} in clear under the data directory"
+        );
+    }
 
     // Withdrawal deletes everything the feature holds: rows and objects.
     set_consent(&srv, &user, &me, "withdraw").await;

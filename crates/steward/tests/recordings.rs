@@ -782,6 +782,17 @@ async fn recordings_flow(env: &Env) {
         .await;
     assert_eq!(s, 201, "{own}");
     assert_eq!(objects(&core).await.len(), 2);
+    // While both are stored, their objects read raw from the blob store (folder
+    // or S3) hold none of the audio.
+    for key in objects(&core).await {
+        let raw = core.blobs.get(&key).await.unwrap();
+        for marker in [&b"inbound-call-audio-marker"[..], b"withheld-call-audio"] {
+            assert!(
+                !raw.windows(marker.len()).any(|w| w == marker),
+                "{key} holds audio in clear"
+            );
+        }
+    }
     // Erasing the agent: their own recording (withheld caller) goes with its file;
     // the customer's stays, without the agent's id.
     let report = sync(|| erase_by_request(&core, &agent.subject_id));

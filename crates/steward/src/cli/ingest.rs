@@ -236,7 +236,9 @@ fn summary_text(r: &IngestReport) -> String {
                 let more = f.rejected.saturating_sub(LISTED as u64);
                 if more > 0 {
                     out.push_str(&format!(
-                        "  … and {more} more (all are in --json, and quarantined)\n"
+                        "  … and {more} more (--json lists the first {} of a file; \
+                         every one is in the quarantine table cdr_quarantine)\n",
+                        Options::default().max_listed_errors
                     ));
                 }
             }
