@@ -793,14 +793,16 @@ async fn api_takes_records_and_names_bad_fields() {
     let path = format!("/api/v1/tenants/{}/cdrs", t.tenant.id);
     // The tenant's user answers extension 1001: calls to it are theirs.
     let ext_path = format!("/api/v1/subjects/{}/extension", t.subject.subject_id);
-    let (s, body) = server
-        .call(
-            "PUT",
-            &ext_path,
-            Some(&admin),
-            Some(json!({"extension": "1001"})),
-        )
-        .await;
+    let put_extension = |path: String, token: String, body: Json| {
+        let server = &server;
+        async move { server.call("PUT", &path, Some(&token), Some(body)).await }
+    };
+    let (s, body) = put_extension(
+        ext_path.clone(),
+        admin.clone(),
+        json!({"extension": "1001"}),
+    )
+    .await;
     assert_eq!(s, 204, "{body}");
     // Malformed or refused extensions: 400 naming the field, 403, 409.
     for (bad, status, field) in [
@@ -815,23 +817,14 @@ async fn api_takes_records_and_names_bad_fields() {
         (json!({"extension": 1001}), 400, Some("extension")),
         (json!({"ext": "1001"}), 400, None),
     ] {
-        let (s, body) = server
-            .call("PUT", &ext_path, Some(&admin), Some(bad.clone()))
-            .await;
+        let (s, body) = put_extension(ext_path.clone(), admin.clone(), bad.clone()).await;
         assert_eq!(s, status, "{bad} → {body}");
         if let Some(f) = field {
             assert_eq!(body["error"]["field"], f, "{bad} → {body}");
         }
     }
     let other = format!("/api/v1/subjects/{}/extension", t.admin.subject_id);
-    let (s, body) = server
-        .call(
-            "PUT",
-            &other,
-            Some(&admin),
-            Some(json!({"extension": "1001"})),
-        )
-        .await;
+    let (s, body) = put_extension(other, admin.clone(), json!({"extension": "1001"})).await;
     assert_eq!(s, 409, "one extension, one user: {body}");
     let call = json!({
         "leg_id": "api-1", "caller": "+44 7700 900456", "callee": "1001",
@@ -967,23 +960,9 @@ async fn api_takes_records_and_names_bad_fields() {
     );
     // A user may not set extensions; cleared, the extension links no later call
     // to its former user.
-    let (s, _) = server
-        .call(
-            "PUT",
-            &ext_path,
-            Some(&user),
-            Some(json!({"extension": "1002"})),
-        )
-        .await;
+    let (s, _) = put_extension(ext_path.clone(), user.clone(), json!({"extension": "1002"})).await;
     assert_eq!(s, 403);
-    let (s, _) = server
-        .call(
-            "PUT",
-            &ext_path,
-            Some(&admin),
-            Some(json!({"extension": null})),
-        )
-        .await;
+    let (s, _) = put_extension(ext_path.clone(), admin.clone(), json!({"extension": null})).await;
     assert_eq!(s, 204);
     let mut later = call.clone();
     later["leg_id"] = json!("api-3");

@@ -92,6 +92,22 @@ async fn quiet(ws: &mut Ws) {
     }
 }
 
+/// The code of the close frame the server sends next (frames before it are
+/// skipped); `None` when the socket ends without one. Fails after 10 s.
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(WsMessage::Close(c))) => return c.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the server closed the socket within 10 s")
+}
+
 async fn create_direct(server: &Server, token: &str, other: &str) -> Value {
     let (s, body) = server
         .call(
@@ -1127,18 +1143,7 @@ async fn the_socket_takes_the_token_three_ways_and_closes_at_logout() {
         .await;
     assert_eq!(s, 204);
     for ws in [&mut by_protocol, &mut by_query] {
-        let closed = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match ws.next().await {
-                    None | Some(Err(_)) => return None,
-                    Some(Ok(WsMessage::Close(c))) => return c.map(|c| u16::from(c.code)),
-                    Some(Ok(_)) => {}
-                }
-            }
-        })
-        .await
-        .expect("closed after logout");
-        assert_eq!(closed, Some(1008));
+        assert_eq!(close_code(ws).await, Some(1008));
     }
     // Their ends are recorded.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1200,18 +1205,7 @@ async fn a_stopping_server_closes_the_sockets_and_records_their_end_first() {
     busy.join().unwrap();
     // ... and each client was told why (1001, going away).
     for ws in &mut sockets {
-        let code = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match ws.next().await {
-                    None | Some(Err(_)) => return None,
-                    Some(Ok(WsMessage::Close(c))) => return c.map(|c| u16::from(c.code)),
-                    Some(Ok(_)) => {}
-                }
-            }
-        })
-        .await
-        .expect("closed when the server stops");
-        assert_eq!(code, Some(1001));
+        assert_eq!(close_code(ws).await, Some(1001));
     }
 }
 
