@@ -915,19 +915,13 @@ async fn api_takes_records_and_names_bad_fields() {
         .unwrap();
     assert_eq!(n, 2);
     // A tenant's user may not send records; the usage route answers the admin.
+    let usage_path = format!("/api/v1/tenants/{}/usage?month=2026-11", t.tenant.id);
     let user = server.login(&t.subject.username).await;
     let (s, _) = server
         .call("POST", &path, Some(&user), Some(call.clone()))
         .await;
     assert_eq!(s, 403);
-    let (s, body) = server
-        .call(
-            "GET",
-            &format!("/api/v1/tenants/{}/usage?month=2026-11", t.tenant.id),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (s, body) = server.call("GET", &usage_path, Some(&admin), None).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["accounts"].as_array().unwrap().len(), 4);
     // The two stored legs to extension 1001 (60 s and 48,000 bytes each) are
@@ -968,14 +962,7 @@ async fn api_takes_records_and_names_bad_fields() {
     later["leg_id"] = json!("api-3");
     let (s, body) = server.call("POST", &path, Some(&admin), Some(later)).await;
     assert_eq!((s, &body["accepted"]), (200, &json!(1)), "{body}");
-    let (_, body) = server
-        .call(
-            "GET",
-            &format!("/api/v1/tenants/{}/usage?month=2026-11", t.tenant.id),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (_, body) = server.call("GET", &usage_path, Some(&admin), None).await;
     let calls = body["accounts"]
         .as_array()
         .unwrap()
