@@ -7,6 +7,7 @@
 mod common;
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use common::{Env, Server, files_containing, seed_tenant};
@@ -487,4 +488,53 @@ async fn an_object_left_queued_is_deleted_at_the_next_start() {
     let reopened = sync(|| env.reopen());
     assert_eq!(reopened.blobs.size(k).await.unwrap(), None);
     assert_eq!(count(&env, "SELECT COUNT(*) FROM blob_outbox"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_photo_over_a_mebibyte_streams_and_one_over_the_limit_is_refused_over_http() {
+    let env = Env::sqlite();
+    // A 2 MiB limit: above the API's 1 MiB limit for JSON bodies, which an
+    // upload (a raw body, streamed) must not meet.
+    let core = Arc::new(sync(|| {
+        env.reopen_with(|s| s.max_media_bytes = 2 * 1024 * 1024)
+    }));
+    let a = sync(|| seed_tenant(&core, "big"));
+    let srv = Server::start(core.clone()).await;
+    let user = srv.login(&a.subject.username).await;
+    let me = a.subject.subject_id.clone();
+    set_consent(&srv, &user, &me, "grant").await;
+    let upload = format!("/api/v1/subjects/{me}/media?name=big.png");
+
+    let photo = png(3 * 1024 * 1024 / 2, "big-photo-marker ");
+    let (status, body) = srv
+        .raw("POST", &upload, Some(&user), "image/png", photo.clone())
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, got, ct) = get_bytes(&srv, &format!("/api/v1/media/{id}/content"), &user).await;
+    assert_eq!((status, ct.as_str()), (200, "image/png"));
+    assert!(got == photo, "the photo comes back byte for byte");
+
+    // One byte over the limit: 413, and neither a row nor an object is left.
+    let prefix = format!("tenant/{}/subject/{me}/media", a.tenant.id);
+    let (status, body) = srv
+        .raw(
+            "POST",
+            &upload,
+            Some(&user),
+            "image/png",
+            png(2 * 1024 * 1024 + 1, "too-big "),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let rows = sync(|| {
+        core.db
+            .read(|c| c.query_opt("SELECT COUNT(*) FROM media", &[]))
+            .unwrap()
+            .unwrap()
+            .i64(0)
+            .unwrap()
+    });
+    assert_eq!(rows, 1);
+    assert_eq!(core.blobs.list(&prefix).await.unwrap().len(), 1);
 }
