@@ -981,3 +981,38 @@ async fn api_takes_records_and_names_bad_fields() {
         .await;
     assert_eq!((s, body["error"]["field"].as_str()), (400, Some("month")));
 }
+
+#[test]
+fn numbers_are_read_in_the_configured_default_region() {
+    let env = Env::sqlite();
+    let t = seed_tenant(&env.core, "cdr-region");
+    let tenant = t.tenant.id.as_str();
+    let cli = Actor::cli();
+    // The same national number, as a PBX in the US and one in the UK write it.
+    let record = |leg: &str| -> ingest::NewCallRecord {
+        serde_json::from_value(json!({
+            "leg_id": leg, "caller": "(202) 555-0143", "callee": "020 7946 0000",
+            "start": 1_793_610_000, "end": 1_793_610_060,
+        }))
+        .unwrap()
+    };
+    let us = env.reopen_with(|s| s.default_region = "US".into());
+    ingest::ingest_records(&us, &cli, tenant, &[record("us-1")], false).unwrap();
+    // In the US the caller is +1 202 555 0143, found by its E.164 form; the
+    // callee, not a US number, is kept as written (a PBX identifier).
+    let found = subjects::find(&us, &cli, tenant, None, Some("+1 202 555 0143")).unwrap();
+    assert_eq!(found.len(), 1);
+    let caller = subjects::read(&us, &cli, &found[0], "administration").unwrap();
+    assert_eq!(caller.phone.as_deref(), Some("+12025550143"));
+    assert!(
+        subjects::find(&us, &cli, tenant, None, Some("+44 20 7946 0000"))
+            .unwrap()
+            .is_empty()
+    );
+    // Read in the UK (the default), 020 7946 0000 is London's +44 20 7946 0000.
+    ingest::ingest_records(&env.core, &cli, tenant, &[record("gb-1")], false).unwrap();
+    let found = subjects::find(&env.core, &cli, tenant, None, Some("+44 20 7946 0000")).unwrap();
+    assert_eq!(found.len(), 1);
+    let callee = subjects::read(&env.core, &cli, &found[0], "administration").unwrap();
+    assert_eq!(callee.phone.as_deref(), Some("+442079460000"));
+}
