@@ -732,6 +732,8 @@ fn cli_prints_the_counts() {
     args.extend(files.iter().map(String::as_str));
     let (code, out, err) = run(&data, &args);
     assert_eq!(code, 0, "{err}");
+    // Not a terminal: no progress line (nothing to erase in a log file).
+    assert!(!err.contains('\r') && !err.contains("rows/s"), "{err:?}");
     let first: Json = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         (&first["accepted"], &first["duplicate"], &first["rejected"]),
@@ -1015,4 +1017,45 @@ fn numbers_are_read_in_the_configured_default_region() {
     assert_eq!(found.len(), 1);
     let callee = subjects::read(&env.core, &cli, &found[0], "administration").unwrap();
     assert_eq!(callee.phone.as_deref(), Some("+442079460000"));
+}
+
+#[test]
+fn the_progress_line_shows_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, out, err) = run(
+        &data,
+        &["admin", "create-tenant", "--name", "PBX Ltd", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let tenant: Json = serde_json::from_str(out.trim()).unwrap();
+    let file = pbx_files()[0].display().to_string();
+    // util-linux `script` runs the command on a pseudo-terminal.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let command = format!(
+        "{} --data-dir {} ingest cdr --tenant {} {}",
+        quote(BIN),
+        quote(&data.display().to_string()),
+        quote(tenant["id"].as_str().unwrap()),
+        quote(&file)
+    );
+    let shown = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("STEWARD_MASTER_KEY")
+        .output()
+        .expect("util-linux script runs");
+    assert!(shown.status.success(), "{shown:?}");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    let name = std::path::Path::new(&file)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // A line drawn in place ("\r", erase to the end), naming the file, then
+    // erased again before the summary.
+    assert!(
+        screen.contains(&format!("\r\x1b[K[1/1] {name} [")) && screen.contains(" rows/s"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("accepted"), "{screen:?}");
 }
