@@ -142,3 +142,81 @@ pub fn list(core: &Steward, actor: &Actor) -> Result<Vec<Tenant>> {
         .filter(|t| t.as_ref().map_or(true, |t| actor.sees_tenant(&t.id)))
         .collect()
 }
+
+/// What a per-tenant lock serialises (the namespace of its advisory lock key).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TenantLock {
+    /// Call record writes: the question "which ids are stored" and the COPY.
+    CallRecords,
+    /// Direct-conversation creation: one conversation per pair.
+    DirectChats,
+    /// Extensions: one user per extension.
+    Extensions,
+}
+
+impl TenantLock {
+    /// The advisory lock key: the namespace in the high 32 bits, a hash (FNV-1a)
+    /// of the tenant id in the low ones.
+    pub(crate) fn key(self, tenant_id: &str) -> i64 {
+        let namespace: &[u8; 4] = match self {
+            TenantLock::CallRecords => b"\0CDR",
+            TenantLock::DirectChats => b"CHAT",
+            TenantLock::Extensions => b"EXTN",
+        };
+        let mut h: u32 = 0x811C_9DC5;
+        for b in tenant_id.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        (i64::from(u32::from_be_bytes(*namespace)) << 32) | i64::from(h)
+    }
+}
+
+/// Takes a per-tenant lock until the transaction ends, so that a check and the
+/// write it allows do not interleave with another transaction's of the same
+/// kind in the same tenant. PostgreSQL: a transaction-scoped advisory lock;
+/// SQLite has one writer, so nothing to take.
+pub(crate) fn lock(
+    conn: &mut dyn steward_store::Conn,
+    kind: TenantLock,
+    tenant_id: &str,
+) -> Result<()> {
+    if conn.backend() == steward_store::Backend::Postgres {
+        conn.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            params![kind.key(tenant_id)],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TenantLock;
+
+    #[test]
+    fn lock_keys_keep_their_namespaces_apart_and_their_values_across_versions() {
+        let t = "01a23cbc-07da-72d1-8151-720cb0f39f08";
+        let keys = [
+            TenantLock::CallRecords.key(t),
+            TenantLock::DirectChats.key(t),
+            TenantLock::Extensions.key(t),
+        ];
+        // The low 32 bits are the tenant's, the high ones the kind's.
+        assert!(
+            keys.iter()
+                .all(|k| k & 0xFFFF_FFFF == keys[0] & 0xFFFF_FFFF)
+        );
+        assert_eq!(
+            keys.map(|k| k >> 32),
+            [0x0043_4452, 0x4348_4154, 0x4558_544E]
+        );
+        assert_ne!(TenantLock::CallRecords.key("other"), keys[0]);
+        // The same key as servers of the previous version take (FNV-1a), so a
+        // rolling upgrade keeps serialising with them.
+        let mut h: u32 = 0x811C_9DC5;
+        for b in t.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        assert_eq!(keys[0], (0x0043_4452_i64 << 32) | i64::from(h));
+    }
+}

@@ -818,6 +818,8 @@ async fn api_takes_records_and_names_bad_fields() {
         (json!({"extension": "9".repeat(65)}), 400, Some("extension")),
         (json!({"extension": 1001}), 400, Some("extension")),
         (json!({"ext": "1001"}), 400, None),
+        // Clearing is an explicit null, never a missing field.
+        (json!({}), 400, Some("extension")),
     ] {
         let (s, body) = put_extension(ext_path.clone(), admin.clone(), bad.clone()).await;
         assert_eq!(s, status, "{bad} → {body}");
@@ -1058,4 +1060,47 @@ fn the_progress_line_shows_on_a_terminal() {
         "{screen:?}"
     );
     assert!(screen.contains("accepted"), "{screen:?}");
+}
+
+/// Two requests giving one extension to two users at the same moment: exactly
+/// one wins, the other is told 409 (on PostgreSQL the check and the write of
+/// each run under a per-tenant lock; SQLite has one writer).
+fn one_extension_one_user_under_concurrency(env: &Env) {
+    let t = seed_tenant(&env.core, "ext-race");
+    let admin = accounts::actor_for(&t.admin);
+    let users = [t.subject.subject_id.as_str(), t.dpo.subject_id.as_str()];
+    for round in 0..20 {
+        let ext = format!("7{round:03}");
+        let barrier = std::sync::Barrier::new(users.len());
+        let results: Vec<Result<(), steward::Error>> = std::thread::scope(|s| {
+            let threads: Vec<_> = users
+                .iter()
+                .map(|user| {
+                    let (admin, ext, barrier) = (&admin, &ext, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        ingest::set_extension(&env.core, admin, user, Some(ext))
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(steward::Error::Conflict(_))))
+            .count();
+        assert_eq!((won, refused), (1, 1), "round {round}: {results:?}");
+    }
+}
+
+#[test]
+fn one_extension_one_user_on_sqlite() {
+    one_extension_one_user_under_concurrency(&Env::sqlite());
+}
+
+#[test]
+fn one_extension_one_user_on_postgres() {
+    let Some(env) = Env::postgres() else { return };
+    one_extension_one_user_under_concurrency(&env);
 }

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::extract::{ApiPath, ApiQuery};
 use super::{ApiJson, ApiResult, AppState, Authed, ErrorBody, blocking};
+use crate::error::Error;
 use crate::ingest::{self, NewCallRecord, RecordsReport, UsageReport};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -111,8 +112,16 @@ async fn get_usage(
 #[serde(deny_unknown_fields)]
 pub struct ExtensionBody {
     /// The extension as the PBX writes it in its call records (1 to 64
-    /// characters, not a phone number); `null` clears it.
-    pub extension: Option<String>,
+    /// characters, not a phone number); `null` clears it. Required: a body
+    /// without it (`{}`) is refused, not taken as "clear".
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = true)]
+    pub extension: Option<Option<String>>,
+}
+
+/// A field that must be present and may be `null`: present → `Some(value)`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Record (or clear, with `null`) the PBX extension of one of a tenant's users,
@@ -130,8 +139,13 @@ async fn put_extension(
     ApiPath(subject_id): ApiPath<String>,
     ApiJson(body): ApiJson<ExtensionBody>,
 ) -> ApiResult<StatusCode> {
+    let Some(extension) = body.extension else {
+        return Err(
+            Error::invalid("extension", "required: the extension, or null to clear it").into(),
+        );
+    };
     blocking(&s, move |core| {
-        ingest::set_extension(core, &a, &subject_id, body.extension.as_deref())
+        ingest::set_extension(core, &a, &subject_id, extension.as_deref())
     })
     .await
     .map(|()| StatusCode::NO_CONTENT)

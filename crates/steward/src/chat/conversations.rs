@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use steward_store::{Backend, Conn, Row, StoreResult, params};
+use steward_store::{Conn, Row, StoreResult, params};
 use utoipa::ToSchema;
 
 use super::{
@@ -19,6 +19,7 @@ use crate::access::Actor;
 use crate::audit::Event;
 use crate::core::{Steward, Tx, fields};
 use crate::error::{Error, Result};
+use crate::tenants::{self, TenantLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -179,12 +180,7 @@ pub fn create(core: &Steward, actor: &Actor, new: NewConversation) -> Result<(Co
         if new.kind == ConversationKind::Direct {
             // One direct conversation per pair: the look-up and the insert must not
             // interleave with another creation (SQLite has one writer already).
-            if tx.conn.backend() == Backend::Postgres {
-                tx.conn.execute(
-                    "SELECT pg_advisory_xact_lock($1)",
-                    params![tenant_lock(&tenant)],
-                )?;
-            }
+            tenants::lock(tx.conn, TenantLock::DirectChats, &tenant)?;
             let other = others.keys().next().map(String::as_str).unwrap_or_default();
             let existing = tx.conn.query_opt(
                 "SELECT c.id FROM chat_conversations c \
@@ -232,16 +228,6 @@ pub fn create(core: &Steward, actor: &Actor, new: NewConversation) -> Result<(Co
         Ok((id, true))
     })?;
     Ok((get(core, actor, &id)?, created))
-}
-
-/// The advisory lock key of a tenant's direct-conversation creation (namespace
-/// "CHAT" in the high bits, a hash of the tenant below).
-fn tenant_lock(tenant: &str) -> i64 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in tenant.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    (i64::from(u32::from_be_bytes(*b"CHAT")) << 32) | i64::from(h)
 }
 
 /// A subject that may be added: a user with an enabled account in `tenant`.

@@ -99,7 +99,7 @@ pub(super) fn run(settings: Settings, cmd: IngestCommand, json: bool) -> Result<
             emit(
                 json,
                 &serde_json::to_value(&report).unwrap_or_default(),
-                &summary_text(&report),
+                &summary_text(&report, opts.max_listed_errors),
             );
             // A refused file is bad input: say so, and exit 2 (the others were ingested).
             for f in report.files.iter() {
@@ -214,7 +214,8 @@ pub(super) fn usage(settings: Settings, args: UsageArgs, json: bool) -> Result<i
     Ok(0)
 }
 
-fn summary_text(r: &IngestReport) -> String {
+/// The text summary; `listed` is how many rejected rows a file's report lists.
+fn summary_text(r: &IngestReport, listed: usize) -> String {
     const LISTED: usize = 20;
     let mut out = String::new();
     for f in &r.files {
@@ -236,9 +237,8 @@ fn summary_text(r: &IngestReport) -> String {
                 let more = f.rejected.saturating_sub(LISTED as u64);
                 if more > 0 {
                     out.push_str(&format!(
-                        "  … and {more} more (--json lists the first {} of a file; \
-                         every one is in the quarantine table cdr_quarantine)\n",
-                        Options::default().max_listed_errors
+                        "  … and {more} more (--json lists the first {listed} of a file; \
+                         every one is in the quarantine table cdr_quarantine)\n"
                     ));
                 }
             }

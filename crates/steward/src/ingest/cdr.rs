@@ -40,7 +40,7 @@ use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};
 use steward_cdr::{CallRecord, Disposition, Format, Records, RowError, SNIFF_BYTES};
 use steward_crypto::IdentifierKind;
-use steward_store::{Backend, Conn, Value, params, placeholders};
+use steward_store::{Conn, Value, params, placeholders};
 use utoipa::ToSchema;
 
 use super::parties::{Parties, Party, PartyKey, SUBJECT_COLUMNS, SlotId, created_event};
@@ -49,6 +49,7 @@ use crate::audit::Event;
 use crate::clock::now;
 use crate::core::{Steward, Tx};
 use crate::error::{Error, Result};
+use crate::tenants::{self, TenantLock};
 
 /// The table's columns, in the order rows are built.
 pub const COLUMNS: [&str; 27] = [
@@ -582,12 +583,7 @@ fn insert_rows(conn: &mut dyn Conn, tenant_id: &str, at: i64, rows: Vec<Prepared
     if rows.is_empty() {
         return Ok(0);
     }
-    if conn.backend() == Backend::Postgres {
-        conn.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            params![tenant_lock(tenant_id)],
-        )?;
-    }
+    tenants::lock(conn, TenantLock::CallRecords, tenant_id)?;
     let stored = stored_ids(conn, tenant_id, &rows)?;
     let keep: Vec<bool> = {
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
@@ -634,16 +630,6 @@ fn stored_ids(
         }
     }
     Ok(stored)
-}
-
-/// The advisory lock key of a tenant's call record writes (namespace "CDR" in the
-/// high bits, a hash of the tenant id in the low ones).
-fn tenant_lock(tenant_id: &str) -> i64 {
-    let mut h: u32 = 0x811C_9DC5;
-    for b in tenant_id.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    (0x0043_4452_i64 << 32) | i64::from(h)
 }
 
 /// Raw PBX bytes as text: unchanged when UTF-8, else `base64:` and the bytes in
@@ -1202,8 +1188,7 @@ mod tests {
     }
 
     #[test]
-    fn tenants_lock_apart() {
-        assert_ne!(tenant_lock("a"), tenant_lock("b"));
+    fn start_at_is_where_the_rows_put_it() {
         assert_eq!(COLUMNS[14], "start_at");
     }
 }

@@ -33,6 +33,7 @@ use crate::audit::Event;
 use crate::core::{Steward, fields};
 use crate::error::{Error, Result};
 use crate::subjects;
+use crate::tenants::{self, TenantLock};
 
 /// Parties kept before the cache is emptied (memory stays bounded on files with
 /// millions of distinct parties).
@@ -385,6 +386,8 @@ pub fn set_extension(
             ));
         }
         // One user per extension in a tenant: a call to it must name one person.
+        // The lock keeps two requests for the same extension from both passing.
+        tenants::lock(tx.conn, TenantLock::Extensions, &tenant)?;
         if let Some(idx) = &idx
             && tx
                 .conn
