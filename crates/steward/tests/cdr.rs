@@ -713,17 +713,22 @@ fn run(data: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn cli_prints_the_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// Creates a tenant with the binary in a new data directory; returns its id.
+fn cli_tenant(data: &Path) -> String {
     let (code, out, err) = run(
-        &data,
+        data,
         &["admin", "create-tenant", "--name", "PBX Ltd", "--json"],
     );
     assert_eq!(code, 0, "{err}");
     let tenant: Json = serde_json::from_str(out.trim()).unwrap();
-    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    tenant["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn cli_prints_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tenant = cli_tenant(&data);
     let files: Vec<String> = pbx_files()
         .iter()
         .map(|p| p.display().to_string())
@@ -1025,12 +1030,7 @@ fn numbers_are_read_in_the_configured_default_region() {
 fn the_progress_line_shows_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (code, out, err) = run(
-        &data,
-        &["admin", "create-tenant", "--name", "PBX Ltd", "--json"],
-    );
-    assert_eq!(code, 0, "{err}");
-    let tenant: Json = serde_json::from_str(out.trim()).unwrap();
+    let tenant = cli_tenant(&data);
     let file = pbx_files()[0].display().to_string();
     // util-linux `script` runs the command on a pseudo-terminal.
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
@@ -1038,7 +1038,7 @@ fn the_progress_line_shows_on_a_terminal() {
         "{} --data-dir {} ingest cdr --tenant {} {}",
         quote(BIN),
         quote(&data.display().to_string()),
-        quote(tenant["id"].as_str().unwrap()),
+        quote(&tenant),
         quote(&file)
     );
     let shown = std::process::Command::new("script")
