@@ -26,9 +26,9 @@
 //!    (target ≥ 8,000).
 //! 4. **Latency**: 50 clients in 25 direct conversations; each sends 20 messages
 //!    a second to its partner (1,000 messages/s in all, on a fixed staggered
-//!    schedule that a stall does not shift), each body carrying its send time; the receiver notes the time from the send call
-//!    to the pushed message's arrival on its socket, and acknowledges delivery as
-//!    above. Two seconds of warm-up, then `STEWARD_BENCH_SECONDS` measured. p50,
+//!    schedule that a stall does not shift), each body carrying its send time;
+//!    the receiver notes the time from the send call to the pushed message's
+//!    arrival on its socket, and acknowledges delivery as above. Two seconds of warm-up, then `STEWARD_BENCH_SECONDS` measured. p50,
 //!    p90, p99 and max (target p99 < 10 ms). Before it, untimed, the database
 //!    settles after the throughput run (`Target::settle`).
 //! 5. **Latency without synchronous commit** (PostgreSQL only): step 4 again on

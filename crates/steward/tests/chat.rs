@@ -1177,10 +1177,9 @@ async fn a_stopping_server_closes_the_sockets_and_records_their_end_first() {
         ),
         3
     );
-    // By the time `serve` returns, every end is recorded, without waiting for
-    // the clients to read anything ...
     // The database is busy as the server stops (another writer holds it for a
-    // moment), so recording the ends takes a while: `serve` waits for them.
+    // moment), so recording the ends takes a while; still, by the time `serve`
+    // returns every end is recorded, without the clients reading anything ...
     let (held, holding) = std::sync::mpsc::channel();
     let busy = std::thread::spawn({
         let core = core.clone();

@@ -424,6 +424,11 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Whether `needle` occurs in `bytes`.
+pub fn holds(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Files under `dir` whose bytes contain `needle` (as UTF-8, and as UTF-16LE).
 pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let utf8 = needle.as_bytes().to_vec();
@@ -435,9 +440,7 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
         .into_iter()
         .filter(|f| {
             let bytes = std::fs::read(f).unwrap_or_default();
-            [&utf8, &utf16]
-                .iter()
-                .any(|n| bytes.windows(n.len()).any(|w| w == n.as_slice()))
+            [&utf8, &utf16].iter().any(|n| holds(&bytes, n))
         })
         .collect()
 }
