@@ -138,7 +138,7 @@ impl Steward {
 
 /// Creates the data directory readable by its owner only (it holds the database,
 /// the key store and the master key file). An existing directory is left as is.
-fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     if dir.exists() {
         return Ok(());
     }

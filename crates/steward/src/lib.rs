@@ -26,6 +26,8 @@ pub mod directory;
 pub mod error;
 pub mod files;
 pub mod ingest;
+pub mod instance;
+pub mod jobs;
 pub mod keys;
 pub mod media;
 pub mod processing;

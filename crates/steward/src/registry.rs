@@ -376,6 +376,10 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
     ("schema_migrations", "schema version bookkeeping"),
     ("counters", "sequence counters"),
     (
+        "scheduled_jobs",
+        "periodic jobs: when each last ran and in which server process (host name and pid)",
+    ),
+    (
         "blob_outbox",
         "blob store objects to delete after a commit: keys made of tenant and subject ids and \
          a file id",

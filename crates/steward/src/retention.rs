@@ -598,6 +598,16 @@ pub fn run_with(
     trigger: &str,
     stop: &AtomicBool,
 ) -> Result<RetentionReport> {
+    crate::jobs::exclusive(core, JOB, || run_locked(core, now, trigger, stop))
+}
+
+/// [`run_with`] for a caller that holds the job's lock ([`crate::jobs`]).
+fn run_locked(
+    core: &Steward,
+    now: i64,
+    trigger: &str,
+    stop: &AtomicBool,
+) -> Result<RetentionReport> {
     let actor = Actor::system(JOB);
     let planned = plan(core, now)?;
     let mut counts = Counts {
@@ -942,10 +952,13 @@ pub fn parse_interval(text: &str) -> Result<Option<Duration>> {
     Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
-/// Starts the retention job inside the server: a first run after
-/// [`FIRST_RUN_DELAY`] (or `every`, if shorter), then one every `every`, each on
-/// the blocking pool. Logs counts only. Setting `stop` ends the task and stops a
-/// run in progress between two subjects.
+/// Starts the retention job inside the server: a first look after
+/// [`FIRST_RUN_DELAY`] (or `every`, if shorter), then one every
+/// [`crate::jobs::tick`]; a look runs the job when it is due and no other
+/// process runs it ([`crate::jobs::run_if_due`]), so several servers on one
+/// database run it once per interval between them. Each run is on the
+/// blocking pool and logs counts only. Setting `stop` ends the task and stops
+/// a run in progress between two subjects.
 pub fn spawn_scheduler(
     core: Arc<Steward>,
     every: Duration,
@@ -955,18 +968,21 @@ pub fn spawn_scheduler(
         let mut wait = FIRST_RUN_DELAY.min(every);
         loop {
             tokio::time::sleep(wait).await;
-            wait = every;
+            wait = crate::jobs::tick(every);
             if stop.load(Ordering::Relaxed) {
                 return;
             }
             let (c, s) = (core.clone(), stop.clone());
             let started = std::time::Instant::now();
             let outcome = tokio::task::spawn_blocking(move || {
-                run_with(&c, crate::clock::now(), "scheduler", &s)
+                crate::jobs::run_if_due(&c, JOB, every, || {
+                    run_locked(&c, crate::clock::now(), "scheduler", &s)
+                })
             })
             .await;
             match outcome {
-                Ok(Ok(r)) => tracing::info!(
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(r))) => tracing::info!(
                     subjects_checked = r.counts.subjects_checked,
                     subjects_erased = r.counts.subjects_erased,
                     subjects_trimmed = r.counts.subjects_trimmed,

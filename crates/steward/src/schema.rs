@@ -621,6 +621,33 @@ CREATE INDEX access_bundles_created ON access_bundles (created_at);
 CREATE INDEX audit_log_verifications ON audit_log (seq) WHERE action = 'audit.verify';
 "#,
     },
+    Migration {
+        version: 62,
+        name: "several_processes",
+        sql: r#"
+-- Periodic work (jobs.rs): when each job last started and finished and in
+-- which process, so that several server processes run each job once per
+-- interval, and a run that a dead process left unfinished is taken over.
+CREATE TABLE scheduled_jobs (
+    name TEXT PRIMARY KEY,
+    holder TEXT,
+    last_started_at BIGINT,
+    last_finished_at BIGINT,
+    runs BIGINT NOT NULL DEFAULT 0
+);
+-- begin postgres only
+-- Chat ids on PostgreSQL (chat/writer.rs): several processes write one
+-- conversation, so a batch takes its ids after it has locked the
+-- conversations it writes to, and a sequence (which holds no lock until
+-- commit, unlike the `chat` counter row) gives them in the order asked for.
+-- It starts 2^40 above the counter so that a process of the previous
+-- version still numbering from its counter block during a rolling upgrade
+-- cannot collide with it.
+CREATE SEQUENCE chat_ids;
+SELECT setval('chat_ids', (SELECT value FROM counters WHERE name = 'chat') + 1099511627776);
+-- end postgres only
+"#,
+    },
 ];
 
 /// The key store's schema: a separate database, so that backups and replicas of

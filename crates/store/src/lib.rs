@@ -17,6 +17,7 @@
 mod migrate;
 mod pool;
 mod postgres_driver;
+mod session;
 mod sqlite_driver;
 pub mod testing;
 mod value;
@@ -25,6 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use migrate::Migration;
+pub use session::{Notification, Session};
 pub use value::{Row, Value};
 
 /// Which database a [`Db`] talks to.
@@ -124,6 +126,11 @@ pub(crate) trait Driver: Send + Sync {
     fn vacuum(&self, tables: &[&str]) -> StoreResult<()>;
     fn backup_to(&self, dest: &Path) -> StoreResult<()>;
     fn describe(&self) -> String;
+    /// A dedicated connection outside the pool; `None` where the backend has
+    /// no such thing (SQLite).
+    fn session(&self) -> StoreResult<Option<Session>> {
+        Ok(None)
+    }
 }
 
 /// A handle on one database; cheap to clone, safe to share between threads.
@@ -162,6 +169,13 @@ impl Db {
     /// Where this database lives, without credentials.
     pub fn describe(&self) -> String {
         self.driver.describe()
+    }
+
+    /// PostgreSQL only: a connection of its own, outside the pool, for what
+    /// lives as long as a connection rather than a transaction (session
+    /// advisory locks, `LISTEN`). `None` on SQLite.
+    pub fn session(&self) -> StoreResult<Option<Session>> {
+        self.driver.session()
     }
 
     /// Runs `f` on a consistent read snapshot.

@@ -4,7 +4,9 @@
 use crate::{Backend, Conn, Db, StoreError, StoreResult, params};
 
 /// One schema change. Write `BYTEA` for binary columns; the SQLite driver reads it
-/// as `BLOB`. Never edit a migration that has shipped: add a new one.
+/// as `BLOB`. Lines from `-- begin postgres only` to `-- end postgres only` run on
+/// PostgreSQL alone (sequences and the like, which SQLite has no use for).
+/// Never edit a migration that has shipped: add a new one.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub version: i64,
@@ -15,7 +17,37 @@ pub struct Migration {
 fn dialect(backend: Backend, sql: &str) -> String {
     match backend {
         Backend::Postgres => sql.to_owned(),
-        Backend::Sqlite => sql.replace("BYTEA", "BLOB"),
+        Backend::Sqlite => {
+            let mut kept = String::with_capacity(sql.len());
+            let mut skipping = false;
+            for line in sql.lines() {
+                match line.trim() {
+                    "-- begin postgres only" => skipping = true,
+                    "-- end postgres only" => skipping = false,
+                    _ if !skipping => {
+                        kept.push_str(line);
+                        kept.push('\n');
+                    }
+                    _ => {}
+                }
+            }
+            kept.replace("BYTEA", "BLOB")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_only_lines_are_left_out_on_sqlite() {
+        let sql = "CREATE TABLE t (b BYTEA);\n-- begin postgres only\nCREATE SEQUENCE s;\n-- end postgres only\nCREATE INDEX i ON t (b);\n";
+        assert_eq!(
+            dialect(Backend::Sqlite, sql),
+            "CREATE TABLE t (b BLOB);\nCREATE INDEX i ON t (b);\n"
+        );
+        assert_eq!(dialect(Backend::Postgres, sql), sql);
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
@@ -31,7 +32,12 @@ const SMALL_COPY: usize = 256;
 pub(crate) struct PostgresDriver {
     pool: Pool<PgClient>,
     description: String,
+    /// Opens a connection configured like the pool's (schema, settings), for
+    /// a [`crate::Session`] outside the pool.
+    connect: Arc<Connect>,
 }
+
+type Connect = dyn Fn() -> StoreResult<PgClient> + Send + Sync;
 
 /// A pooled connection and the statements prepared on it.
 struct PgClient {
@@ -130,9 +136,12 @@ impl PostgresDriver {
         // Connect once now so a wrong URL or a stopped server is reported at start.
         let first = connect()?;
         drop(first);
+        let connect = Arc::new(connect);
+        let pooled = connect.clone();
         Ok(PostgresDriver {
-            pool: Pool::new(MAX_CONNECTIONS, connect),
+            pool: Pool::new(MAX_CONNECTIONS, move || pooled()),
             description,
+            connect,
         })
     }
 }
@@ -266,6 +275,11 @@ impl Driver for PostgresDriver {
              Conn::query_each in one REPEATABLE READ transaction)"
                 .into(),
         ))
+    }
+
+    fn session(&self) -> StoreResult<Option<crate::Session>> {
+        let PgClient { client, .. } = (self.connect)()?;
+        Ok(Some(crate::Session::new(client)))
     }
 
     fn describe(&self) -> String {
@@ -486,7 +500,7 @@ impl Conn for PgConn<'_, '_> {
     }
 }
 
-fn map_err(e: postgres::Error) -> StoreError {
+pub(crate) fn map_err(e: postgres::Error) -> StoreError {
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
         return StoreError::Conflict(db_message(&e));
     }

@@ -136,6 +136,9 @@ fn serve(
         )
     })?;
     let retention_every = crate::retention::parse_interval(retention_interval)?;
+    // Held until the process ends: a second server on this SQLite directory
+    // is refused.
+    let _claim = crate::instance::claim_for_server(&settings, listen)?;
     let core = Arc::new(open(settings)?);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Error::Internal(e.to_string()))?;
     runtime.block_on(async move {
@@ -413,6 +416,9 @@ fn rotate_master(
     new_key_file: Option<std::path::PathBuf>,
     json: bool,
 ) -> Result<i32> {
+    // A running server keeps the old master key in memory and could not
+    // unwrap the keys re-wrapped under the new one.
+    crate::instance::require_no_server(&settings, "stop it before rotating the master key")?;
     let from_env = settings.master_key.is_some();
     let target = match (&new_key_file, from_env) {
         (Some(p), _) => p.clone(),
