@@ -13,6 +13,7 @@ pub mod analytics;
 pub mod api;
 pub mod audit;
 pub mod backup;
+pub mod broker;
 pub mod chat;
 pub mod cli;
 pub mod clock;

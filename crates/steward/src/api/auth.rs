@@ -66,7 +66,8 @@ async fn logout(State(state): State<AppState>, parts: Parts) -> ApiResult<Status
     })
     .await?;
     // Chat sockets opened with this session close with it.
-    state.chat.hub().close_session(&session);
+    let chat = state.chat.clone();
+    let _ = tokio::task::spawn_blocking(move || chat.close_session(&session)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

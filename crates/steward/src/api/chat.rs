@@ -689,6 +689,9 @@ async fn connection(
             biased;
             () = reg.cancel.cancelled() => {
                 break Some(if chat.hub().is_closing() {
+                    if drain(&mut sink, &mut reg).await.is_err() {
+                        break None;
+                    }
                     (1001, "the server is stopping")
                 } else {
                     (1008, "closed by the server: the session ended, or the connection fell behind; reconnect and read the history")
@@ -781,6 +784,9 @@ async fn on_text(chat: &Chat, author: &Author, outbox: &Outbox, text: &str) {
         }
     };
     let reply = Reply::Socket(outbox.clone());
+    // Counted until the writer answers, so that a stopping server writes the
+    // answer before it closes the socket.
+    outbox.queued();
     let queued = match frame {
         ClientFrame::Send(f) => {
             chat.queue_send(
@@ -817,8 +823,33 @@ async fn on_text(chat: &Chat, author: &Author, outbox: &Outbox, text: &str) {
         }
     };
     if let Err(e) = queued {
+        outbox.answered();
         outbox.push(&ServerFrame::error(client_id, &e).to_text());
     }
+}
+
+/// How long a stopping server waits for the answers to a socket's queued
+/// operations before it closes the socket.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// A stopping server: writes what the socket's outbox holds until the writer
+/// has answered every operation the socket queued (committed or refused), at
+/// most [`DRAIN_WAIT`]. Reading has stopped, so nothing new is queued.
+async fn drain<S>(sink: &mut S, reg: &mut Registration) -> Result<(), axum::Error>
+where
+    S: futures_util::Sink<WsMessage, Error = axum::Error> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+    loop {
+        while let Ok(frame) = reg.frames.try_recv() {
+            sink.feed(WsMessage::Text(Utf8Bytes::from(&*frame))).await?;
+        }
+        if reg.outbox.pending() == 0 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sink.flush().await
 }
 
 fn frame_error(field: Option<&str>, message: impl Into<String>) -> Error {

@@ -285,7 +285,8 @@ async fn erase_request(
 ) -> ApiResult<Json<ErasureReport>> {
     let report = blocking(&s, move |core| erase::for_request(core, &a, &id)).await?;
     // Their account is gone: their open chat sockets close now.
-    s.chat.hub().close_subject(&report.subject_id);
+    let (chat, who) = (s.chat.clone(), report.subject_id.clone());
+    let _ = tokio::task::spawn_blocking(move || chat.close_subject(&who)).await;
     Ok(Json(report))
 }
 

@@ -144,7 +144,8 @@ async fn disable_account(
     })
     .await?;
     // Its sessions are revoked: its open chat sockets close now.
-    s.chat.hub().close_subject(&account.subject_id);
+    let (chat, who) = (s.chat.clone(), account.subject_id.clone());
+    let _ = tokio::task::spawn_blocking(move || chat.close_subject(&who)).await;
     Ok(Json(account))
 }
 

@@ -8,7 +8,7 @@
 //! socket; the client reconnects and reads what it missed from the history.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::mpsc;
@@ -25,9 +25,29 @@ pub struct Outbox {
     cancel: CancellationToken,
     /// SHA-256 of the connection's session token, to close it at logout.
     session: [u8; 32],
+    /// Operations of this connection queued for the writer and not answered
+    /// yet: a stopping server writes their answers before it closes.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Outbox {
+    /// An operation of this connection was queued for the writer.
+    pub fn queued(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The writer put an operation's answer in the outbox.
+    pub fn answered(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Operations queued and not answered yet.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Queues a frame; a full outbox cancels the connection. Returns whether
     /// the frame was queued.
     pub fn push(&self, frame: &Arc<str>) -> bool {
@@ -87,6 +107,7 @@ impl Hub {
             tx,
             cancel: cancel.clone(),
             session,
+            pending: Arc::new(AtomicUsize::new(0)),
         };
         let mut map = self
             .by_subject
@@ -186,6 +207,18 @@ impl Hub {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         for o in map.get(subject).into_iter().flatten() {
+            o.cancel.cancel();
+        }
+    }
+
+    /// Closes every connection, the server going on (events may have been
+    /// missed: the clients reconnect and read the history).
+    pub fn close_every_connection(&self) {
+        let map = self
+            .by_subject
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for o in map.values().flatten() {
             o.cancel.cancel();
         }
     }

@@ -32,18 +32,21 @@
 //!   connection's IP address with the connecting user's. Nothing else holds
 //!   text. Erasing a sender clears their bodies (and their key is destroyed);
 //!   the rows stay as gaps in the others' history (see `registry.rs`).
-//! * **One process.** The hub is in memory: a message reaches the open
-//!   connections of the server process that wrote it. Several processes on one
-//!   PostgreSQL database all store and serve history correctly, but real-time
-//!   delivery between them is not provided.
+//! * **Several processes.** On PostgreSQL, pushes go through the broker
+//!   (`relay.rs`): every server process pushes every committed message and
+//!   status event to its own open connections, in commit order, and ids
+//!   within a conversation increase in commit order (`writer.rs`, `Ids`). On
+//!   SQLite one process serves the data directory and pushes directly.
 
 pub mod attachments;
 pub mod conversations;
 pub mod history;
 pub mod hub;
+pub mod relay;
 pub mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
@@ -273,6 +276,15 @@ pub struct Chat {
     core: Arc<Steward>,
     hub: Arc<Hub>,
     lanes: Vec<mpsc::Sender<writer::Op>>,
+    relay: Arc<relay::Relay>,
+    /// Set when the service is dropped: the relay's listener stops.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Chat {
@@ -281,6 +293,9 @@ impl Chat {
     /// failing.
     pub fn start(core: Arc<Steward>) -> Arc<Chat> {
         let hub = Arc::new(Hub::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        // Listening before any lane writes: no batch's notification is missed.
+        let relay = Arc::new(relay::Relay::start(&core, &hub, stop.clone()));
         let n = match core.db.backend() {
             steward_store::Backend::Postgres => PG_LANES,
             steward_store::Backend::Sqlite => 1,
@@ -288,16 +303,41 @@ impl Chat {
         let mut lanes = Vec::with_capacity(n);
         for i in 0..n {
             let (queue, rx) = mpsc::channel(WRITER_QUEUE / n);
-            let (c, h) = (core.clone(), hub.clone());
+            let (c, h, r) = (core.clone(), hub.clone(), relay.clone());
             if let Err(e) = std::thread::Builder::new()
                 .name(format!("chat-writer-{i}"))
-                .spawn(move || writer::run(&c, &h, rx))
+                .spawn(move || writer::run(&c, &h, &r, rx))
             {
                 tracing::error!(error = %e, "could not start a chat writer lane");
             }
             lanes.push(queue);
         }
-        Arc::new(Chat { core, hub, lanes })
+        Arc::new(Chat {
+            core,
+            hub,
+            lanes,
+            relay,
+            stop,
+        })
+    }
+
+    /// Closes every open connection of a subject, on every server process
+    /// (their account was disabled, or they were erased). Blocking: on
+    /// PostgreSQL one statement tells the other processes.
+    pub fn close_subject(&self, subject: &str) {
+        self.hub.close_subject(subject);
+        self.relay.close(relay::Entry::CloseSubject {
+            who: subject.to_owned(),
+        });
+    }
+
+    /// Closes the connections opened with a session, on every server process
+    /// (at logout). Blocking, as [`Chat::close_subject`].
+    pub fn close_session(&self, session: &[u8; 32]) {
+        self.hub.close_session(session);
+        self.relay.close(relay::Entry::CloseSession {
+            h: relay::to_hex(session),
+        });
     }
 
     /// The lane of a conversation: always the same one.

@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::attachments::{self, COLUMNS as ATTACHMENT_COLUMNS};
 use super::hub::{Hub, Outbox};
+use super::relay::{Entry, INLINE_IDS, Push, Relay, message_pushes, status_pushes};
 use super::{BATCH_MAX, CATEGORY, Mark, Message, PURPOSE, Receipt, ReceiptState, ServerFrame};
 use crate::access::Actor;
 use crate::core::{Steward, Tx};
@@ -157,12 +158,21 @@ enum Applied {
     },
 }
 
-/// Ids a lane takes from the `chat` counter at a time.
+/// Ids a lane takes from the `chat` counter at a time (SQLite).
 const ID_BLOCK: i64 = 100_000;
 
-/// The ids a lane has reserved from the `chat` counter and not used yet:
-/// `next..end`. Taking from the counter holds its row lock until the batch
-/// commits, so lanes reserve blocks rarely and number their rows from memory.
+/// Where a lane's ids come from.
+///
+/// * SQLite (one process, one lane): a block of the `chat` counter reserved
+///   in memory, `next..end`. Taking from the counter holds its row lock until
+///   the batch commits, so the lane reserves blocks rarely.
+/// * PostgreSQL (several lanes, maybe several processes): the `chat_ids`
+///   sequence, asked for each batch's ids after the batch has locked the
+///   conversations it writes to (`lock_conversations`). Two batches writing
+///   to one conversation, from any lanes or processes, are serialised by that
+///   lock, and the later one asks the sequence later: so ids within a
+///   conversation increase in commit order, and a reader who saw message N
+///   will never see a message below N arrive in that conversation.
 #[derive(Debug, Clone, Copy, Default)]
 struct Ids {
     next: i64,
@@ -170,9 +180,23 @@ struct Ids {
 }
 
 impl Ids {
-    /// The first of `n` consecutive ids, reserving a block inside `tx` when the
-    /// lane has too few left (kept only if the batch commits).
-    fn take(&mut self, tx: &mut Tx<'_>, n: i64) -> Result<i64> {
+    /// `n` ids in increasing order, taken inside `tx` (kept only if the batch
+    /// commits: on SQLite the block is reserved again otherwise).
+    fn take(&mut self, tx: &mut Tx<'_>, n: i64) -> Result<Vec<i64>> {
+        if tx.conn.backend() == steward_store::Backend::Postgres {
+            let rows = tx.conn.query(
+                "SELECT nextval('chat_ids') FROM generate_series(1, $1::bigint)",
+                params![n],
+            )?;
+            let mut ids = rows
+                .iter()
+                .map(|r| r.i64(0))
+                .collect::<steward_store::StoreResult<Vec<i64>>>()?;
+            // One session's nextval calls increase; sorting makes sure the
+            // order asked for is the order used.
+            ids.sort_unstable();
+            return Ok(ids);
+        }
         if self.end - self.next < n {
             let block = n.max(ID_BLOCK);
             let end = tx
@@ -188,8 +212,26 @@ impl Ids {
         }
         let first = self.next;
         self.next += n;
-        Ok(first)
+        Ok((first..first + n).collect())
     }
+}
+
+/// PostgreSQL: locks the rows of the conversations a batch sends to, in id
+/// order (so that batches never deadlock), until it commits. See [`Ids`].
+fn lock_conversations(tx: &mut Tx<'_>, conversations: &[&str]) -> Result<()> {
+    if tx.conn.backend() != steward_store::Backend::Postgres || conversations.is_empty() {
+        return Ok(());
+    }
+    for chunk in conversations.chunks(IN_CHUNK) {
+        tx.conn.query(
+            &format!(
+                "SELECT id FROM chat_conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                placeholders(1, chunk.len())
+            ),
+            &chunk.iter().map(|c| Value::from(*c)).collect::<Vec<_>>(),
+        )?;
+    }
+    Ok(())
 }
 
 /// How far a subject's retention clock (`subjects.last_engagement_at`) may
@@ -245,10 +287,13 @@ struct Batch {
     results: Vec<Result<Applied>>,
     touched: Vec<String>,
     at: i64,
+    /// Pushes to make after commit (direct relay only; through the broker
+    /// they are made when the batch's notification comes back).
+    pushes: Vec<Push>,
 }
 
 /// A writer lane's loop; returns when every sender of its queue is gone.
-pub(crate) fn run(core: &Steward, hub: &Hub, mut queue: mpsc::Receiver<Op>) {
+pub(crate) fn run(core: &Steward, hub: &Hub, relay: &Relay, mut queue: mpsc::Receiver<Op>) {
     let actor = Actor::system(JOB);
     let mut ids = Ids::default();
     let mut touched = Touched::default();
@@ -263,15 +308,20 @@ pub(crate) fn run(core: &Steward, hub: &Hub, mut queue: mpsc::Receiver<Op>) {
         }
         let started = Instant::now();
         let mut reserved = ids;
-        let results = match core.write(&actor, |tx| apply(tx, &ops, &mut reserved, &touched)) {
+        let token = relay.token();
+        let done = core.write(&actor, |tx| {
+            apply(tx, &ops, &mut reserved, &touched, hub, relay, token)
+        });
+        let (results, pushes) = match done {
             Ok(batch) => {
                 ids = reserved;
                 touched.record(batch.touched, batch.at);
-                batch.results
+                (batch.results, batch.pushes)
             }
             Err(e) => {
+                relay.forget(token);
                 tracing::error!(error = %e, operations = ops.len(), "chat batch failed");
-                ops.iter().map(|_| Err(copy(&e))).collect()
+                (ops.iter().map(|_| Err(copy(&e))).collect(), Vec::new())
             }
         };
         let took = started.elapsed();
@@ -282,8 +332,11 @@ pub(crate) fn run(core: &Steward, hub: &Hub, mut queue: mpsc::Receiver<Op>) {
             micros = took.as_micros() as u64,
             "chat batch"
         );
+        for p in pushes {
+            hub.push(&p.subject, &p.frame, p.except);
+        }
         for (op, result) in ops.into_iter().zip(results) {
-            deliver(hub, op, result);
+            answer(op, result);
         }
     }
 }
@@ -310,7 +363,15 @@ fn copy(e: &Error) -> Error {
 
 /// Applies a batch inside one transaction. The outer error fails the batch;
 /// an inner one refuses only its operation.
-fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids, touched: &Touched) -> Result<Batch> {
+fn apply(
+    tx: &mut Tx<'_>,
+    ops: &[Op],
+    ids: &mut Ids,
+    touched: &Touched,
+    hub: &Hub,
+    relay: &Relay,
+    token: Option<u64>,
+) -> Result<Batch> {
     if !tx.core.settings.chat_synchronous_commit
         && tx.conn.backend() == steward_store::Backend::Postgres
     {
@@ -326,12 +387,21 @@ fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids, touched: &Touched) -> Resul
                 results: ops.iter().map(|_| Err(copy(&e))).collect(),
                 touched: Vec::new(),
                 at: tx.at,
+                pushes: Vec::new(),
             });
         }
     };
     // The members of every conversation the batch names (one query), with
     // the conversation's tenant.
     let named: BTreeSet<&str> = ops.iter().map(|op| op.conversation().0).collect();
+    let sending: Vec<&str> = ops
+        .iter()
+        .filter(|op| matches!(op, Op::Send(_)))
+        .map(|op| op.conversation().0)
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .collect();
+    lock_conversations(tx, &sending)?;
     let mut members: HashMap<String, (String, Arc<Vec<String>>)> = HashMap::new();
     let named: Vec<&str> = named.into_iter().collect();
     for chunk in named.chunks(IN_CHUNK) {
@@ -456,11 +526,70 @@ fn apply(tx: &mut Tx<'_>, ops: &[Op], ids: &mut Ids, touched: &Touched) -> Resul
         .collect();
     let due = touched.due(active.into_iter(), tx.at);
     subjects::touch_all(tx, &due)?;
+    let (entries, pushes) = announced(ops, &results, hub);
+    let pushes = relay.announce(tx, token, entries, pushes)?;
     Ok(Batch {
         results,
         touched: due.into_iter().map(str::to_owned).collect(),
         at: tx.at,
+        pushes,
     })
+}
+
+/// What a batch tells the other processes (ids) and pushes to sockets
+/// (frames): the stored messages to the other members (and the sender's
+/// other sockets), each mark's status events to the senders whose receipts
+/// moved (and the marking user's other sockets).
+fn announced(ops: &[Op], results: &[Result<Applied>], hub: &Hub) -> (Vec<Entry>, Vec<Push>) {
+    let mut entries = Vec::new();
+    let mut pushes = Vec::new();
+    for (op, result) in ops.iter().zip(results) {
+        let origin = match op.reply() {
+            Reply::Socket(o) => Some(o.id),
+            Reply::Once(_) => None,
+        };
+        match (op, result) {
+            (Op::Send(s), Ok(Applied::Sent { message, members })) => {
+                entries.push(Entry::Message {
+                    c: message.conversation_id.clone(),
+                    id: message.id,
+                });
+                let recipients: Vec<String> = members
+                    .iter()
+                    .filter(|m| **m != s.sender)
+                    .cloned()
+                    .collect();
+                let to_sender = hub.has_others(&s.sender, origin);
+                pushes.extend(message_pushes(message, &recipients, origin, to_sender));
+            }
+            (
+                Op::Mark(m),
+                Ok(Applied::Marked {
+                    at, by_sender, ..
+                }),
+            ) if !by_sender.is_empty() => {
+                let ids: usize = by_sender.values().map(Vec::len).sum();
+                entries.push(Entry::Status {
+                    c: m.conversation_id.clone(),
+                    who: m.subject.clone(),
+                    st: m.mark.state(),
+                    at: *at,
+                    up_to: m.up_to,
+                    by: (ids <= INLINE_IDS).then(|| by_sender.clone()),
+                });
+                pushes.extend(status_pushes(
+                    &m.conversation_id,
+                    &m.subject,
+                    m.mark.state(),
+                    *at,
+                    by_sender,
+                    origin,
+                ));
+            }
+            _ => {}
+        }
+    }
+    (entries, pushes)
 }
 
 /// What the checks found for an operation they let through.
@@ -507,15 +636,18 @@ fn store_sends(
         return Ok(Vec::new());
     }
     let ids: usize = accepted.iter().map(|(_, c)| c.members.len()).sum();
-    let mut next = reserved.take(tx, ids as i64)?;
+    let mut next = reserved.take(tx, ids as i64)?.into_iter();
+    let mut id = move || {
+        next.next()
+            .ok_or_else(|| Error::Internal("the chat ids ran out in a batch".into()))
+    };
     let at = tx.at;
     let mut messages = Vec::with_capacity(accepted.len());
     let mut message_rows = Vec::with_capacity(accepted.len());
     let mut receipt_rows = Vec::with_capacity(ids - accepted.len());
     let mut taken: Vec<(i64, &str)> = Vec::new();
     for (s, Checked { members, files }) in accepted {
-        let seq = next;
-        next += 1;
+        let seq = id()?;
         message_rows.push(vec![
             Value::Int(seq),
             Value::from(s.conversation_id.as_str()),
@@ -527,7 +659,7 @@ fn store_sends(
         let mut receipts = Vec::with_capacity(members.len().saturating_sub(1));
         for m in members.iter().filter(|m| **m != s.sender) {
             receipt_rows.push(vec![
-                Value::Int(next),
+                Value::Int(id()?),
                 Value::Int(seq),
                 Value::from(s.conversation_id.as_str()),
                 Value::from(m.as_str()),
@@ -536,7 +668,6 @@ fn store_sends(
                 Value::Null,
                 Value::Null,
             ]);
-            next += 1;
             receipts.push(Receipt {
                 subject_id: Some(m.clone()),
                 state: ReceiptState::Sent,
@@ -626,86 +757,43 @@ fn apply_mark(tx: &mut Tx<'_>, m: &MarkOp) -> Result<Vec<Moved>> {
 /// Values per `IN (…)` list (SQLite caps a statement's parameters).
 const IN_CHUNK: usize = 500;
 
-/// Answers one operation and pushes what it changed.
-fn deliver(hub: &Hub, op: Op, result: Result<Applied>) {
-    let origin = match op.reply() {
-        Reply::Socket(o) => Some(o.id),
-        Reply::Once(_) => None,
-    };
+/// Answers one operation: `sent` or `marked` (or the error) to its socket, or
+/// the result to the caller waiting for it.
+fn answer(op: Op, result: Result<Applied>) {
     match (op, result) {
-        (Op::Send(s), Ok(Applied::Sent { message, members })) => {
-            let for_recipients = ServerFrame::Message {
-                message: Message {
-                    state: Some(ReceiptState::Sent),
-                    receipts: Vec::new(),
-                    ..message.clone()
-                },
+        (Op::Send(s), Ok(Applied::Sent { message, .. })) => match s.reply {
+            Reply::Socket(o) => {
+                o.push(
+                    &ServerFrame::Sent {
+                        client_id: s.client_id,
+                        message,
+                    }
+                    .to_text(),
+                );
+                o.answered();
             }
-            .to_text();
-            for m in members.iter().filter(|m| **m != s.sender) {
-                hub.push(m, &for_recipients, None);
+            Reply::Once(tx) => {
+                let _ = tx.send(Ok(Done::Sent(message)));
             }
-            // The sender's other connections (other devices) see it as theirs.
-            if hub.has_others(&s.sender, origin) {
-                let own = ServerFrame::Message {
-                    message: message.clone(),
-                }
-                .to_text();
-                hub.push(&s.sender, &own, origin);
+        },
+        (Op::Mark(m), Ok(Applied::Marked { changed, .. })) => match m.reply {
+            Reply::Socket(o) => {
+                o.push(
+                    &ServerFrame::Marked {
+                        client_id: m.client_id,
+                        conversation_id: m.conversation_id,
+                        state: m.mark,
+                        up_to: m.up_to,
+                        changed,
+                    }
+                    .to_text(),
+                );
+                o.answered();
             }
-            match s.reply {
-                Reply::Socket(o) => {
-                    o.push(
-                        &ServerFrame::Sent {
-                            client_id: s.client_id,
-                            message,
-                        }
-                        .to_text(),
-                    );
-                }
-                Reply::Once(tx) => {
-                    let _ = tx.send(Ok(Done::Sent(message)));
-                }
+            Reply::Once(tx) => {
+                let _ = tx.send(Ok(Done::Marked(changed)));
             }
-        }
-        (
-            Op::Mark(m),
-            Ok(Applied::Marked {
-                changed,
-                at,
-                by_sender,
-            }),
-        ) => {
-            for (sender, message_ids) in by_sender {
-                let frame = ServerFrame::Status {
-                    conversation_id: m.conversation_id.clone(),
-                    subject_id: m.subject.clone(),
-                    state: m.mark.state(),
-                    at,
-                    message_ids,
-                }
-                .to_text();
-                hub.push(&sender, &frame, None);
-                hub.push(&m.subject, &frame, origin);
-            }
-            match m.reply {
-                Reply::Socket(o) => {
-                    o.push(
-                        &ServerFrame::Marked {
-                            client_id: m.client_id,
-                            conversation_id: m.conversation_id,
-                            state: m.mark,
-                            up_to: m.up_to,
-                            changed,
-                        }
-                        .to_text(),
-                    );
-                }
-                Reply::Once(tx) => {
-                    let _ = tx.send(Ok(Done::Marked(changed)));
-                }
-            }
-        }
+        },
         (op, result) => {
             let e = match result {
                 Err(e) => e,
@@ -719,6 +807,7 @@ fn deliver(hub: &Hub, op: Op, result: Result<Applied>) {
                 Op::Send(SendOp { reply, .. }) | Op::Mark(MarkOp { reply, .. }) => match reply {
                     Reply::Socket(o) => {
                         o.push(&ServerFrame::error(client_id, &e).to_text());
+                        o.answered();
                     }
                     Reply::Once(tx) => {
                         let _ = tx.send(Err(e));

@@ -222,6 +222,11 @@ async fn set_disabled(s: AppState, c: Console, id: String, disabled: bool) -> We
         accounts::set_disabled(core, &c.actor, &id, disabled)
     })
     .await??;
+    if disabled {
+        // Its sessions are revoked: its open chat sockets close now, on every process.
+        let (chat, who) = (s.chat.clone(), account.subject_id.clone());
+        let _ = tokio::task::spawn_blocking(move || chat.close_subject(&who)).await;
+    }
     let done = if disabled { "disabled" } else { "enabled" };
     Ok(see_other(&format!(
         "/console/users?tenant={}&done={done}",

@@ -513,9 +513,13 @@ pub async fn logout(
     CsrfForm(c, _): CsrfForm<Empty>,
 ) -> WebResult<Response> {
     let token = c.token.clone();
+    let session = steward_crypto::token::hash_token(&token);
     blocking(&state, move |core| accounts::logout(core, &token))
         .await?
         .map_err(WebError::from)?;
+    // Chat sockets opened with this session close with it, on every process.
+    let chat = state.chat.clone();
+    let _ = tokio::task::spawn_blocking(move || chat.close_session(&session)).await;
     let secure = secure(&state, &headers);
     let mut resp = see_other("/console/login?bye=1");
     for name in [SESSION_COOKIE, SESSION_COOKIE_SECURE] {
