@@ -640,11 +640,14 @@ CREATE TABLE scheduled_jobs (
 -- conversation, so a batch takes its ids after it has locked the
 -- conversations it writes to, and a sequence (which holds no lock until
 -- commit, unlike the `chat` counter row) gives them in the order asked for.
--- It starts 2^40 above the counter so that a process of the previous
--- version still numbering from its counter block during a rolling upgrade
--- cannot collide with it.
+-- On a store that has numbered chat before, it starts 2^40 above the
+-- counter, so that a process of the previous version still numbering from
+-- its counter block during a rolling upgrade cannot collide with it; on a
+-- new one, at 1.
 CREATE SEQUENCE chat_ids;
-SELECT setval('chat_ids', (SELECT value FROM counters WHERE name = 'chat') + 1099511627776);
+SELECT CASE WHEN value = 0 THEN setval('chat_ids', 1, false)
+       ELSE setval('chat_ids', value + 1099511627776) END
+FROM counters WHERE name = 'chat';
 -- end postgres only
 "#,
     },

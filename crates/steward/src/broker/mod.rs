@@ -70,7 +70,7 @@ impl Broker {
     /// delivered to every listener when (and only if) it commits.
     pub fn publish(&self, conn: &mut dyn Conn, channel: &str, payload: &str) -> Result<()> {
         check(payload)?;
-        conn.query_opt("SELECT pg_notify($1, $2)", params![channel, payload])?;
+        conn.execute("SELECT pg_notify($1, $2)", params![channel, payload])?;
         Ok(())
     }
 
@@ -78,7 +78,7 @@ impl Broker {
     pub fn publish_now(&self, channel: &str, payload: &str) -> Result<()> {
         check(payload)?;
         self.db
-            .write(|c| c.query_opt("SELECT pg_notify($1, $2)", params![channel, payload]))?;
+            .write(|c| c.execute("SELECT pg_notify($1, $2)", params![channel, payload]))?;
         Ok(())
     }
 

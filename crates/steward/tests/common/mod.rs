@@ -322,6 +322,16 @@ impl Server {
         }
     }
 
+    /// A server running elsewhere (another process) at `base`.
+    pub fn at(base: &str) -> Server {
+        Server {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            shutdown: None,
+            task: None,
+        }
+    }
+
     /// Stops the server and waits until `api::serve` has returned.
     pub async fn stop(mut self) {
         if let Some(s) = self.shutdown.take() {
