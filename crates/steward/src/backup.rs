@@ -918,7 +918,33 @@ fn load_jsonl(db: &Db, dir: &Path, m: &Manifest) -> Result<()> {
         Ok(())
     });
     res?;
-    check_counts(db, m)
+    check_counts(db, m)?;
+    continue_chat_ids(db)
+}
+
+/// PostgreSQL numbers chat from the `chat_ids` sequence (migration 62),
+/// which a backup does not carry: the restored store's sequence continues
+/// above every id it holds.
+fn continue_chat_ids(db: &Db) -> Result<()> {
+    db.write(|c: &mut dyn Conn| {
+        let has_sequence = c
+            .query_opt(
+                "SELECT 1::bigint FROM pg_class WHERE relkind = 'S' AND relname = 'chat_ids' \
+                 AND relnamespace = current_schema()::regnamespace",
+                &[],
+            )?
+            .is_some();
+        if has_sequence {
+            c.execute(
+                "SELECT setval('chat_ids', GREATEST(\
+                 (SELECT value FROM counters WHERE name = 'chat'), \
+                 (SELECT COALESCE(MAX(seq), 0) FROM chat_messages), \
+                 (SELECT COALESCE(MAX(id), 0) FROM chat_receipts)) + 1, false)",
+                &[],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// What the steps between staging and the swap work on.
@@ -1195,6 +1221,26 @@ fn swap_in(settings: &Settings, stage: &Stage) -> Result<()> {
                 }
                 for t in &tables {
                     c.execute_batch(&format!("ALTER TABLE {schema}.{t} SET SCHEMA {target}"))?;
+                }
+                // Sequences too (chat_ids), continued above the restored ids.
+                let sequences = c.query(
+                    &format!(
+                        "SELECT relname::text FROM pg_class WHERE relkind = 'S' \
+                         AND relnamespace = '{schema}'::regnamespace ORDER BY relname"
+                    ),
+                    &[],
+                )?;
+                for r in &sequences {
+                    let name = r.text(0)?;
+                    if !is_identifier(&name) {
+                        return Err(StoreError::Postgres(format!(
+                            "unexpected sequence name {name:?}"
+                        )));
+                    }
+                    c.execute_batch(&format!(
+                        "DROP SEQUENCE IF EXISTS {target}.{name}; \
+                         ALTER SEQUENCE {schema}.{name} SET SCHEMA {target}"
+                    ))?;
                 }
                 c.execute_batch(&format!("DROP SCHEMA {schema}"))
             })?;

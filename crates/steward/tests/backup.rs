@@ -910,6 +910,33 @@ fn backup_erase_restore_on_postgres() {
         subjects::read(&restored, &Actor::cli(), &late.subject_id, "administration"),
         Err(Error::NotFound(_))
     ));
+    // Chat goes on numbering above every restored id (PostgreSQL's chat_ids
+    // sequence is not in a backup).
+    let restored = Arc::new(restored);
+    let (conv, top) = restored
+        .db
+        .read(|c| {
+            let conv = c
+                .query_opt(
+                    "SELECT conversation_id FROM chat_members WHERE subject_id = $1",
+                    steward_store::params![people.b.subject_id.as_str()],
+                )?
+                .unwrap()
+                .text(0)?;
+            let top = c
+                .query_opt("SELECT MAX(seq) FROM chat_messages", &[])?
+                .unwrap()
+                .i64(0)?;
+            Ok((conv, top))
+        })
+        .unwrap();
+    let chat = steward::chat::Chat::start(restored.clone());
+    let author = chat.author(&accounts::actor_for(&people.b)).unwrap();
+    let after = chat
+        .send_blocking(&author, &conv, "after the restore", &[])
+        .unwrap();
+    assert!(after.id > top, "{} after {top}", after.id);
+    drop(chat);
     assert_no_identifiers_of_a(env.data_dir());
     assert_no_identifiers_of_a(&backup_dir);
     // The staging schema is gone.
