@@ -35,6 +35,15 @@
 //!    a server started with `chat_synchronous_commit = false` (chat batches do
 //!    not wait for the log flush; see docs/PERFORMANCE.md).
 //!
+//! 6. **Two servers** (PostgreSQL only): steps 3 and 4 again with two servers
+//!    on the one database, each its own `Steward` (pool, writer lanes, hub,
+//!    broker listener: what two processes have; they share the bench's cores,
+//!    as two processes on this machine would). Senders and recipients, and the
+//!    latency clients and their partners, are on different servers, so every
+//!    delivery crosses over through the broker. Accepted messages/s in all and
+//!    per server; send-to-delivery p50/p99 across (target p99 < 20 ms at
+//!    1,000 messages/s).
+//!
 //! SQLite always; PostgreSQL at `STEWARD_BENCH_DATABASE_URL` (else
 //! `STEWARD_TEST_DATABASE_URL`, else postgres://postgres@127.0.0.1:5432/test)
 //! when reachable (`STEWARD_BENCH_BACKENDS=sqlite` or `=postgres` runs one).
@@ -502,16 +511,22 @@ async fn send_flat_out(
 struct Throughput {
     accepted_per_sec: f64,
     delivered_per_sec: f64,
+    /// Accepted messages/s per server (senders are spread over them).
+    accepted_per_server: Vec<f64>,
 }
 
-async fn throughput(url: &str, people: &People, window: usize, secs: f64) -> Throughput {
+/// Pair `p`'s sender connects to server `p mod n`, its recipient to the next
+/// one (with two servers, every delivery crosses from one to the other).
+async fn throughput(urls: &[String], people: &People, window: usize, secs: f64) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
-    let accepted = Arc::new(AtomicU64::new(0));
+    let per_server: Vec<Arc<AtomicU64>> = urls.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
+    let n = urls.len();
     for (pair, conv) in people.conversations.iter().enumerate() {
-        let sender = connect(url, &people.tokens[2 * pair]).await;
-        let recipient = connect(url, &people.tokens[2 * pair + 1]).await;
+        let sender = connect(&urls[pair % n], &people.tokens[2 * pair]).await;
+        let recipient = connect(&urls[(pair + 1) % n], &people.tokens[2 * pair + 1]).await;
+        let accepted = per_server[pair % n].clone();
         tasks.push(tokio::spawn(receive(
             recipient,
             stop.clone(),
@@ -527,14 +542,11 @@ async fn throughput(url: &str, people: &People, window: usize, secs: f64) -> Thr
         )));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (a0, r0, t0) = (
-        accepted.load(Ordering::Relaxed),
-        received.load(Ordering::Relaxed),
-        Instant::now(),
-    );
+    let counts = |v: &[Arc<AtomicU64>]| -> Vec<u64> { v.iter().map(|a| a.load(Ordering::Relaxed)).collect() };
+    let (a0, r0, t0) = (counts(&per_server), received.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let (a1, r1, elapsed) = (
-        accepted.load(Ordering::Relaxed),
+        counts(&per_server),
         received.load(Ordering::Relaxed),
         t0.elapsed().as_secs_f64(),
     );
@@ -542,9 +554,15 @@ async fn throughput(url: &str, people: &People, window: usize, secs: f64) -> Thr
     for t in tasks {
         let _ = t.await;
     }
+    let accepted_per_server: Vec<f64> = a1
+        .iter()
+        .zip(&a0)
+        .map(|(x, y)| (x - y) as f64 / elapsed)
+        .collect();
     Throughput {
-        accepted_per_sec: (a1 - a0) as f64 / elapsed,
+        accepted_per_sec: accepted_per_server.iter().sum(),
         delivered_per_sec: (r1 - r0) as f64 / elapsed,
+        accepted_per_server,
     }
 }
 
@@ -553,8 +571,16 @@ struct Latency {
     samples: Vec<f64>,
 }
 
-/// Each of `people` sends `per_client` messages a second to its partner.
-async fn latency(url: &str, people: &People, per_client: f64, secs: f64, warmup: f64) -> Latency {
+/// Each of `people` sends `per_client` messages a second to its partner;
+/// client `i` connects to server `i mod n` (with two servers, partners are on
+/// different ones).
+async fn latency(
+    urls: &[String],
+    people: &People,
+    per_client: f64,
+    secs: f64,
+    warmup: f64,
+) -> Latency {
     let base = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
@@ -564,7 +590,7 @@ async fn latency(url: &str, people: &People, per_client: f64, secs: f64, warmup:
     let n = people.tokens.len();
     let mut tasks = Vec::new();
     for i in 0..n {
-        let ws = connect(url, &people.tokens[i]).await;
+        let ws = connect(&urls[i % urls.len()], &people.tokens[i]).await;
         let conv = people.conversations[i / 2].clone();
         let (mut sink, stream) = ws.split();
         // Reading (and acknowledging) on one task, sending on another.
@@ -760,10 +786,11 @@ fn main() {
         let clients = people(&core, "lat", 50);
         let (tp, lat) = runtime.block_on(async {
             let served = serve(core.clone()).await;
-            let tp = throughput(&served.ws_url, &senders, window, secs).await;
+            let one = [served.ws_url.clone()];
+            let tp = throughput(&one, &senders, window, secs).await;
             // On a thread of its own: the PostgreSQL client runs a runtime.
             std::thread::scope(|s| s.spawn(|| target.settle(&core)).join().unwrap());
-            let lat = latency(&served.ws_url, &clients, 20.0, secs, 2.0).await;
+            let lat = latency(&one, &clients, 20.0, secs, 2.0).await;
             served.stop().await;
             (tp, lat)
         });
@@ -776,12 +803,29 @@ fn main() {
             target.settle(&core);
             let lat = runtime.block_on(async {
                 let served = serve(core.clone()).await;
-                let lat = latency(&served.ws_url, &clients, 20.0, secs, 2.0).await;
+                let lat = latency(&[served.ws_url.clone()], &clients, 20.0, secs, 2.0).await;
                 served.stop().await;
                 lat
             });
             drop(core);
             lat
+        });
+        // PostgreSQL with two servers, each its own Steward (pool, writer
+        // lanes, hub, broker listener) as two processes would have; every
+        // delivery goes from one to the other.
+        let two = target.pg.is_some().then(|| {
+            let (a, b) = (Arc::new(target.open()), Arc::new(target.open()));
+            target.settle(&a);
+            runtime.block_on(async {
+                let (sa, sb) = (serve(a.clone()).await, serve(b.clone()).await);
+                let urls = [sa.ws_url.clone(), sb.ws_url.clone()];
+                let tp = throughput(&urls, &senders, window, secs).await;
+                std::thread::scope(|s| s.spawn(|| target.settle(&a)).join().unwrap());
+                let lat = latency(&urls, &clients, 20.0, secs, 2.0).await;
+                sa.stop().await;
+                sb.stop().await;
+                (tp, lat)
+            })
         });
         drop(target);
         let ratio = tp.accepted_per_sec / raw;
@@ -807,6 +851,17 @@ fn main() {
         show("", &lat);
         if let Some(l) = &lat_async {
             show(" (synchronous commit off)", l);
+        }
+        if let Some((tp2, lat2)) = &two {
+            println!(
+                "  {name}: two servers, 8 senders, accepted: {:>9.0} messages/s = {:.3} of one \
+                 server's (per server {:?}; {:.0} delivered/s across)",
+                tp2.accepted_per_sec,
+                tp2.accepted_per_sec / tp.accepted_per_sec,
+                tp2.accepted_per_server.iter().map(|v| v.round()).collect::<Vec<_>>(),
+                tp2.delivered_per_sec
+            );
+            show(" across two servers", lat2);
         }
         let latency_json = |lat: &Latency| {
             let s = &lat.samples;
@@ -844,6 +899,14 @@ fn main() {
                 },
                 "latency": latency_json(&lat),
                 "latency_synchronous_commit_off": lat_async.as_ref().map(latency_json),
+                "two_servers": two.as_ref().map(|(tp2, lat2)| json!({
+                    "accepted_messages_per_sec": tp2.accepted_per_sec.round(),
+                    "accepted_per_server": tp2.accepted_per_server.iter().map(|v| v.round()).collect::<Vec<_>>(),
+                    "delivered_messages_per_sec": tp2.delivered_per_sec.round(),
+                    "ratio_to_one_server": round(tp2.accepted_per_sec / tp.accepted_per_sec, 3),
+                    "latency_across": latency_json(lat2),
+                    "target_cross_process_p99_ms": 20,
+                })),
             }),
         );
     }

@@ -406,3 +406,40 @@ fn a_second_start_reuses_the_master_key_and_a_wrong_key_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("master key"), "{err}");
 }
+
+/// SQLite serves one process: a second `steward serve` on the same data
+/// directory exits at once, naming the directory and the server that holds it,
+/// and stores nothing; master key rotation refuses beside a running server;
+/// once the first server is gone, a new one starts.
+#[test]
+fn a_second_server_on_one_sqlite_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut first = serve(&data);
+    let pid = first.child.id();
+    let started = std::time::Instant::now();
+    let (code, _, err) = steward(
+        &data,
+        &["serve", "--listen", "127.0.0.1:0", "--retention-interval", "0"],
+        None,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it exits at once");
+    assert!(err.contains(&data.display().to_string()), "{err}");
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+    assert!(err.contains("in use by a running steward serve"), "{err}");
+    assert!(!err.contains("serving on"), "{err}");
+
+    let (code, _, err) = steward(&data, &["keys", "rotate-master"], None);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("stop it before rotating the master key"), "{err}");
+    // Read-only and ordinary commands still run beside the server.
+    let (code, out, err) = steward(&data, &["audit", "verify", "--json"], None);
+    assert_eq!(code, 0, "{out} {err}");
+
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let second = serve(&data);
+    let (status, _) = call(&second.base, "GET", "/healthz", None, None);
+    assert_eq!(status, 200);
+}
