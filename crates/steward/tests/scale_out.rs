@@ -199,7 +199,7 @@ async fn two_processes_on_one_database_behave_as_one_system() {
     let Some(env) = sync(env) else { return };
     // The seeding core writes nothing more once the processes run.
     let seeded = sync(|| common::seed_tenant(&env.core, "so"));
-    let (ann, bob, cat) = (
+    let (_ann, bob, cat) = (
         user(&env, &seeded.tenant.id, "so-ann"),
         user(&env, &seeded.tenant.id, "so-bob"),
         user(&env, &seeded.tenant.id, "so-cat"),
@@ -341,6 +341,8 @@ async fn two_processes_on_one_database_behave_as_one_system() {
         "{holder}"
     );
 
+    let cat_last = *pushed.last().unwrap();
+
     // 6. A is killed in the middle of traffic: every message either process
     // acknowledged is in the history exactly once.
     let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
@@ -382,6 +384,28 @@ async fn two_processes_on_one_database_behave_as_one_system() {
     }
     assert!(count.values().all(|n| *n == 1), "nothing stored twice");
     assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+
+    // Cat's socket was on A. Cat reconnects to B and resumes after the last
+    // message it had: exactly the rest of the history, oldest first, once.
+    let cat_b = sb.login("so-cat").await;
+    let mut resumed: Vec<(i64, String)> = Vec::new();
+    let mut path = format!("/api/v1/chat/conversations/{conv}/messages?after={cat_last}&limit=200");
+    loop {
+        let (s, page) = sb.call("GET", &path, Some(&cat_b), None).await;
+        assert_eq!(s, 200, "{page}");
+        for m in page["messages"].as_array().unwrap() {
+            resumed.push((m["id"].as_i64().unwrap(), m["body"].as_str().unwrap().to_owned()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                path = format!("/api/v1/chat/conversations/{conv}/messages?cursor={c}&limit=200")
+            }
+            None => break,
+        }
+    }
+    let expected: Vec<(i64, String)> = all.iter().filter(|(id, _)| *id > cat_last).cloned().collect();
+    assert!(expected.len() > 200, "paged: {}", expected.len());
+    assert_eq!(resumed, expected);
 
     // 7. With A gone, B takes the retention job over.
     let deadline = Instant::now() + Duration::from_secs(15);

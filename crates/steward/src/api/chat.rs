@@ -106,6 +106,23 @@ pub struct PageQuery {
     pub limit: Option<String>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// `next_cursor` of the previous page (not with `after`).
+    pub cursor: Option<String>,
+    /// The newest message id you hold (0 for all): the page holds the messages
+    /// after it, oldest first. Ids in a conversation increase in the order
+    /// messages were stored, so a client that reconnects (to any server)
+    /// resumes from here with nothing missed or repeated.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub after: Option<String>,
+    /// 1 to 200; default 50.
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversation {
@@ -225,24 +242,25 @@ async fn remove_member(
     .map(|()| StatusCode::NO_CONTENT)
 }
 
-/// A page of a conversation's history, newest first. Your own messages carry
-/// every recipient's status; others' messages carry your own (`state`).
+/// A page of a conversation's history: newest first, or with `after` the
+/// messages after an id, oldest first. Your own messages carry every
+/// recipient's status; others' messages carry your own (`state`).
 #[utoipa::path(get, path = "/chat/conversations/{conversation_id}/messages", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path), PageQuery),
+    security(("bearer" = [])), params(("conversation_id" = String, Path), HistoryQuery),
     responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn list_messages(
     State(s): State<AppState>,
     Authed(a): Authed,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<MessagePage>> {
     blocking(&s, move |core| {
         history::history(
             core,
             &a,
             &id,
-            q.cursor.as_deref(),
+            history::Position::parse(q.cursor.as_deref(), q.after.as_deref())?,
             limit(q.limit.as_deref())?,
         )
     })

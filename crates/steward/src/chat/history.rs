@@ -40,60 +40,125 @@ enum View<'a> {
     Employer,
 }
 
-/// One page of a conversation's history for one of its members.
+/// Where a page of history starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The messages below this id, newest first (the first page: below
+    /// `i64::MAX`).
+    Before(i64),
+    /// The messages above this id, oldest first: what a client that holds
+    /// everything up to the id missed (ids in a conversation increase in
+    /// commit order, so nothing committed after it is below it).
+    After(i64),
+}
+
+impl Position {
+    /// From the query: an opaque `cursor` of an earlier page, or `after` (a
+    /// message id), not both; neither is the newest page.
+    pub fn parse(cursor: Option<&str>, after: Option<&str>) -> Result<Position> {
+        let bad_cursor = || {
+            Error::invalid(
+                "cursor",
+                "cursor is not one this server gave out: pass next_cursor from the previous page",
+            )
+        };
+        match (cursor, after) {
+            (Some(_), Some(_)) => Err(Error::invalid(
+                "after",
+                "give after (a message id) or cursor (from a previous page), not both",
+            )),
+            (None, None) => Ok(Position::Before(i64::MAX)),
+            (None, Some(a)) => a
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(Position::After)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "after",
+                        "after is the id of the newest message you have (a whole number, 0 for all)",
+                    )
+                }),
+            (Some(c), None) => {
+                let (kind, id) = match decode_cursor('m', c) {
+                    Ok(p) => ('m', p),
+                    Err(_) => ('a', decode_cursor('a', c)?),
+                };
+                let id = id.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad_cursor)?;
+                match kind {
+                    'm' if id > 0 => Ok(Position::Before(id)),
+                    'a' => Ok(Position::After(id)),
+                    _ => Err(bad_cursor()),
+                }
+            }
+        }
+    }
+
+    /// The cursor of the page after one whose last message is `id`.
+    fn next(self, id: i64) -> String {
+        match self {
+            Position::Before(_) => encode_cursor('m', &id.to_string()),
+            Position::After(_) => encode_cursor('a', &id.to_string()),
+        }
+    }
+}
+
+/// One page of a conversation's history for one of its members: newest first
+/// from `Before`, oldest first from `After`.
 pub fn history(
     core: &Steward,
     actor: &Actor,
     conversation_id: &str,
-    cursor: Option<&str>,
+    position: Position,
     limit: Option<i64>,
 ) -> Result<MessagePage> {
     let (me, tenant) = own_use(core, actor)?;
     let id = parse_id("conversation_id", conversation_id)?;
     let limit = check_limit(limit)?;
-    let before = message_cursor(cursor)?;
     let read = core.db.read(|c| {
         if conversations::member_row(c, &id, &me, &tenant)?.is_none() {
             return Ok(None);
         }
-        let rows = messages(c, &id, before, limit)?;
+        let rows = messages(c, &id, position, limit)?;
         let receipts = receipts(c, &id, &rows, limit, View::Member(&me))?;
         let files = files(c, &rows, limit)?;
         Ok(Some((rows, receipts, files)))
     })?;
     let (rows, receipts, files) = read.ok_or_else(|| Error::NotFound("conversation".into()))?;
-    build(core, &id, rows, &receipts, &files, limit, View::Member(&me))
+    build(
+        core,
+        &id,
+        rows,
+        &receipts,
+        &files,
+        limit,
+        View::Member(&me),
+        position,
+    )
 }
 
-fn message_cursor(cursor: Option<&str>) -> Result<i64> {
-    match cursor {
-        None => Ok(i64::MAX),
-        Some(c) => decode_cursor('m', c)?
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "cursor",
-                    "cursor is not one this server gave out: pass next_cursor from the previous page",
-                )
-            }),
-    }
-}
-
-/// Up to `limit + 1` messages below `before`, newest first (the extra one says
-/// whether there is another page).
+/// Up to `limit + 1` messages from `position` (the extra one says whether
+/// there is another page).
 fn messages(
     c: &mut dyn Conn,
     conversation: &str,
-    before: i64,
+    position: Position,
     limit: i64,
 ) -> StoreResult<Vec<Row>> {
-    c.query(
-        "SELECT seq, sender_subject_id, body_enc, sent_at FROM chat_messages \
-         WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-        params![conversation, before, limit + 1],
-    )
+    let (sql, from) = match position {
+        Position::Before(id) => (
+            "SELECT seq, sender_subject_id, body_enc, sent_at FROM chat_messages \
+             WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            id,
+        ),
+        Position::After(id) => (
+            "SELECT seq, sender_subject_id, body_enc, sent_at FROM chat_messages \
+             WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            id,
+        ),
+    };
+    c.query(sql, params![conversation, from, limit + 1])
 }
 
 /// The files of the page's messages (the first `limit` of `rows`).
@@ -115,9 +180,11 @@ fn receipts(
     view: View<'_>,
 ) -> StoreResult<Vec<Row>> {
     let page = &rows[..rows.len().min(limit as usize)];
-    let (Some(newest), Some(oldest)) = (page.first(), page.last()) else {
+    let (Some(a), Some(b)) = (page.first(), page.last()) else {
         return Ok(Vec::new());
     };
+    // Pages run either way: the bounds are the smaller and the larger end.
+    let (newest, oldest) = if a.i64(0)? >= b.i64(0)? { (a, b) } else { (b, a) };
     const SELECT: &str = "SELECT message_seq, recipient_subject_id, state, sent_at, delivered_at, \
                           read_at FROM chat_receipts";
     match view {
@@ -167,6 +234,7 @@ fn build(
     files: &[Row],
     limit: i64,
     view: View<'_>,
+    position: Position,
 ) -> Result<MessagePage> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -235,7 +303,7 @@ fn build(
         });
     }
     let next_cursor = match messages.last() {
-        Some(last) if more => Some(encode_cursor('m', &last.id.to_string())),
+        Some(last) if more => Some(position.next(last.id)),
         _ => None,
     };
     Ok(MessagePage {
@@ -388,7 +456,7 @@ pub fn employer_history(
     employer_scope(core, actor, tenant_id, purpose)?;
     let id = parse_id("conversation_id", conversation_id)?;
     let limit = check_limit(limit)?;
-    let before = message_cursor(cursor)?;
+    let position = Position::parse(cursor, None)?;
     let read = core.db.read(|c| {
         let found = c.query_opt(
             "SELECT id FROM chat_conversations WHERE id = $1 AND tenant_id = $2",
@@ -397,7 +465,7 @@ pub fn employer_history(
         if found.is_none() {
             return Ok(None);
         }
-        let rows = messages(c, &id, before, limit)?;
+        let rows = messages(c, &id, position, limit)?;
         let receipts = receipts(c, &id, &rows, limit, View::Employer)?;
         let members = c.query(
             "SELECT subject_id FROM chat_members WHERE conversation_id = $1",
@@ -427,5 +495,47 @@ pub fn employer_history(
         &subjects,
         serde_json::json!({ "read": "messages", "conversation_id": id, "messages": shown }),
     )?;
-    build(core, &id, rows, &receipts, &files, limit, View::Employer)
+    build(
+        core,
+        &id,
+        rows,
+        &receipts,
+        &files,
+        limit,
+        View::Employer,
+        position,
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn field(r: Result<Position>) -> Option<String> {
+        match r {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pages_start_at_the_newest_after_an_id_or_at_a_cursor() {
+        assert_eq!(Position::parse(None, None).unwrap(), Position::Before(i64::MAX));
+        assert_eq!(Position::parse(None, Some(" 42 ")).unwrap(), Position::After(42));
+        assert_eq!(Position::parse(None, Some("0")).unwrap(), Position::After(0));
+        let after = Position::After(42).next(99);
+        assert_eq!(Position::parse(Some(&after), None).unwrap(), Position::After(99));
+        let before = Position::Before(i64::MAX).next(7);
+        assert_eq!(Position::parse(Some(&before), None).unwrap(), Position::Before(7));
+        assert_eq!(field(Position::parse(Some(&before), Some("1"))).as_deref(), Some("after"));
+        for bad in ["-1", "x", "", "1.5"] {
+            assert_eq!(field(Position::parse(None, Some(bad))).as_deref(), Some("after"), "{bad}");
+        }
+        assert_eq!(field(Position::parse(Some("bTow"), None)).as_deref(), Some("cursor"));
+        assert_eq!(
+            field(Position::parse(Some(&encode_cursor('c', "5")), None)).as_deref(),
+            Some("cursor")
+        );
+    }
 }
