@@ -1208,6 +1208,71 @@ async fn a_stopping_server_closes_the_sockets_and_records_their_end_first() {
     }
 }
 
+/// A stopping server answers every operation a socket had queued before it
+/// closes the socket: what is stored was acknowledged, nothing queued is
+/// dropped unanswered (the writer is held up by a busy database meanwhile).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_server_answers_queued_sends_before_closing() {
+    let env = Env::sqlite();
+    let core = env.core.clone();
+    let t = seed_tenant(&core, "drain");
+    let ann = user(&core, &t.tenant.id, "drain-ann");
+    let bob = user(&core, &t.tenant.id, "drain-bob");
+    let server = Server::start(core.clone()).await;
+    let ann_t = server.login(&ann.username).await;
+    let conv = create_direct(&server, &ann_t, &bob.subject_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = connect(&server, &ann_t).await;
+    let (held, holding) = std::sync::mpsc::channel();
+    let busy = std::thread::spawn({
+        let core = core.clone();
+        move || {
+            core.write(&steward::access::Actor::system("test"), |_tx| {
+                held.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(700));
+                Ok(())
+            })
+            .unwrap()
+        }
+    });
+    holding.recv().unwrap();
+    for i in 0..50 {
+        send(
+            &mut ws,
+            json!({"type": "send", "conversation_id": conv, "body": format!("queued {i}"), "client_id": format!("c{i}")}),
+        )
+        .await;
+    }
+    // The server has read them (they wait for the writer) when it is told to stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(server.stop());
+    let mut answered = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(WsMessage::Text(t)))) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "sent" {
+                    answered += 1;
+                }
+            }
+            Ok(Some(Ok(WsMessage::Close(c)))) => break c.map(|c| u16::from(c.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    stopping.await.unwrap();
+    busy.join().unwrap();
+    assert_eq!(code, Some(1001));
+    let stored = count(
+        &env,
+        "SELECT COUNT(*) FROM chat_messages WHERE sender_subject_id IS NOT NULL",
+    );
+    assert_eq!(stored, 50);
+    assert_eq!(answered, 50, "every stored message was acknowledged before the close");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn erasing_a_sender_leaves_nothing_of_theirs_readable() {
     let env = Env::sqlite();
