@@ -38,6 +38,8 @@ use steward_crypto::DataKey;
 use steward_store::{Conn, Row, StoreResult, Value, params, placeholders};
 
 use super::hub::Hub;
+use base64ct::{Base64UrlUnpadded, Encoding};
+
 use super::{Message, Receipt, ReceiptState, ServerFrame, attachments};
 use crate::broker::{Broker, Delivery, MAX_PAYLOAD};
 use crate::core::{Steward, Tx, fields};
@@ -48,6 +50,21 @@ pub const CHANNEL: &str = "steward_chat";
 
 /// Moved message ids a status notification carries itself.
 pub const INLINE_IDS: usize = 100;
+
+/// Recipients a message notification carries itself (a direct conversation
+/// has one).
+pub const INLINE_RECIPIENTS: usize = 8;
+
+/// Sealed bodies up to this many bytes travel in the notification (longer
+/// ones are read from the database by the receiver).
+pub const INLINE_BODY_BYTES: usize = 2_048;
+
+/// A notification from another process older than this when it arrives means
+/// this process is behind (a slow listener): it stops reading the backlog,
+/// closes its sockets (their clients read the history) and skips ahead until
+/// notifications are fresh again. Wall clocks of the machines must agree to
+/// well within this (NTP).
+pub const LAG_LIMIT_MS: i64 = 2_000;
 
 /// How long a stashed batch waits for its notification before it is
 /// dropped (it was lost in a gap of the listening connection).
@@ -64,9 +81,28 @@ pub(crate) struct Push {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k")]
 pub(crate) enum Entry {
-    /// A message was stored.
+    /// A message was stored: its conversation, id, sender, its recipients
+    /// when there are at most [`INLINE_RECIPIENTS`] (else the receiver reads
+    /// them), and whether it carries files. A process reads nothing for a
+    /// message none of whose people is connected to it.
     #[serde(rename = "m")]
-    Message { c: String, id: i64 },
+    Message {
+        c: String,
+        id: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        s: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        r: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        f: bool,
+        /// A short message without files: its body as stored (sealed with
+        /// the sender's key, base64url) and its time, so that the receiver
+        /// reads nothing but the sender's key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        b: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<i64>,
+    },
     /// `who` marked their receipts of conversation `c` up to `up_to`; `by`
     /// names the moved ones per sender (absent when there were too many).
     #[serde(rename = "s")]
@@ -93,7 +129,16 @@ struct Notice {
     o: String,
     /// Its token for the batch (0 outside a batch).
     t: u64,
+    /// When it was sent (Unix milliseconds, the sender's clock).
+    #[serde(default)]
+    ms: i64,
     e: Vec<Entry>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How pushes reach the sockets.
@@ -108,6 +153,8 @@ pub(crate) struct Shared {
     broker: Arc<Broker>,
     next: AtomicU64,
     stash: Mutex<HashMap<u64, (Instant, Vec<Push>)>>,
+    /// Set while the listener skips a backlog (see [`LAG_LIMIT_MS`]).
+    shedding: AtomicBool,
 }
 
 impl Relay {
@@ -121,6 +168,7 @@ impl Relay {
             broker: broker.clone(),
             next: AtomicU64::new(1),
             stash: Mutex::new(HashMap::new()),
+            shedding: AtomicBool::new(false),
         });
         let (c, h, s) = (core.clone(), hub.clone(), shared.clone());
         if let Err(e) = broker.listen(CHANNEL, stop, move |d| s.received(&c, &h, d)) {
@@ -193,6 +241,7 @@ fn payloads(instance: &str, token: u64, entries: Vec<Entry>) -> Vec<String> {
     let mut notice = Notice {
         o: instance.to_owned(),
         t: token,
+        ms: now_ms(),
         e: Vec::new(),
     };
     let base = serde_json::to_string(&notice).map_or(64, |s| s.len());
@@ -247,11 +296,37 @@ impl Shared {
             })
             .collect();
         let me = self.broker.instance();
+        // Behind by more than the limit: skip what is stale, once closing
+        // every socket (their clients catch up from the history).
+        let now = now_ms();
+        let stale = |n: &Notice| n.ms > 0 && now - n.ms > LAG_LIMIT_MS;
+        if notices.iter().any(stale) {
+            if !self.shedding.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    behind_ms = notices.iter().map(|n| now - n.ms).max().unwrap_or(0),
+                    "chat: the listener fell behind; skipping to the present and closing \
+                     this process's sockets (clients read the history)"
+                );
+                metrics::counter!("steward_chat_relay_sheds_total").increment(1);
+                hub.close_every_connection();
+            }
+            let mut stash = self.stash.lock().unwrap_or_else(PoisonError::into_inner);
+            for n in notices.iter().filter(|n| n.o == me && stale(n)) {
+                stash.remove(&n.t);
+            }
+        }
+        let notices: Vec<Notice> = notices.into_iter().filter(|n| !stale(n)).collect();
+        if notices.is_empty() {
+            return;
+        }
+        self.shedding.store(false, Ordering::Release);
         let remote: Vec<&Entry> = notices
             .iter()
             .filter(|n| n.o != me)
             .flat_map(|n| &n.e)
             .collect();
+        let remote_count = remote.len();
+        let started = Instant::now();
         let mut fetched = match fetch(core, hub, &remote) {
             Ok(f) => f,
             Err(e) => {
@@ -296,6 +371,15 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, (at, _)| at.elapsed() < STASH_KEEP);
+        let took = started.elapsed();
+        metrics::histogram!("steward_chat_relay_seconds").record(took.as_secs_f64());
+        tracing::debug!(
+            notices = notices.len(),
+            remote = remote_count,
+            behind_ms = notices.iter().map(|n| now - n.ms).max().unwrap_or(0),
+            micros = took.as_micros() as u64,
+            "chat relay"
+        );
     }
 }
 
@@ -431,13 +515,51 @@ pub(crate) fn status_pushes(
 /// only (one read snapshot; bodies opened with their senders' keys).
 fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
     let mut out = Fetched::default();
-    let ids: Vec<i64> = entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Message { id, .. } => Some(*id),
-            _ => None,
-        })
-        .collect();
+    // Messages someone here is connected for: known from the notice when it
+    // names the recipients; otherwise their receipts say (`unknown`).
+    let mut wanted: HashSet<i64> = HashSet::new();
+    let mut unknown: Vec<i64> = Vec::new();
+    let mut with_files = false;
+    // Messages whose sealed body came with the notice: (id, conversation,
+    // sender, sealed, sent_at), opened below without reading the database.
+    let mut inline: Vec<(i64, &str, &str, Vec<u8>, i64)> = Vec::new();
+    for e in entries {
+        if let Entry::Message {
+            c,
+            id,
+            s,
+            r,
+            f,
+            b,
+            at,
+        } = e
+        {
+            let sender_here = s.as_deref().is_none_or(|s| hub.is_online(s));
+            match r {
+                Some(list) => {
+                    out.recipients.insert(*id, list.clone());
+                    if sender_here || list.iter().any(|who| hub.is_online(who)) {
+                        let sealed = b
+                            .as_deref()
+                            .and_then(|b| Base64UrlUnpadded::decode_vec(b).ok());
+                        match (s, sealed, at, f) {
+                            (Some(sender), Some(sealed), Some(at), false) => {
+                                inline.push((*id, c, sender, sealed, *at));
+                            }
+                            _ => {
+                                wanted.insert(*id);
+                                with_files |= *f;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    unknown.push(*id);
+                    with_files |= *f;
+                }
+            }
+        }
+    }
     let unlisted: Vec<(&str, &str, ReceiptState, i64, i64)> = entries
         .iter()
         .filter_map(|e| match e {
@@ -452,17 +574,151 @@ fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
             _ => None,
         })
         .collect();
-    if ids.is_empty() && unlisted.is_empty() {
+    let (rows, receipts, files) = if wanted.is_empty() && unknown.is_empty() && unlisted.is_empty() {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        read_messages(core, hub, &mut out, &mut wanted, &unknown, with_files, &unlisted)?
+    };
+    for r in &receipts {
+        if let Some(who) = r.opt_text(1)? {
+            out.recipients.entry(r.i64(0)?).or_default().push(who);
+        }
+    }
+    // Every key needed, in one read of the key store (kept for this wake-up
+    // only: an erasure is never outlived by a cached key).
+    let mut owners: Vec<String> = inline.iter().map(|m| m.2.to_owned()).collect();
+    for r in &rows {
+        owners.extend(r.opt_text(2)?);
+    }
+    for f in &files {
+        owners.push(f.text(2)?);
+    }
+    if owners.is_empty() {
         return Ok(out);
     }
-    let (rows, receipts, files) = core.db.read(|c| {
+    owners.sort_unstable();
+    owners.dedup();
+    let mut keys: HashMap<String, Option<DataKey>> = owners
+        .iter()
+        .cloned()
+        .zip(core.keys.subject_keys(&owners)?)
+        .collect();
+    let mut key_of = |s: &str| -> Result<Option<DataKey>> {
+        if !keys.contains_key(s) {
+            keys.insert(s.to_owned(), core.keys.subject_key(s)?);
+        }
+        Ok(keys.get(s).cloned().flatten())
+    };
+    for (id, conversation, sender, sealed, sent_at) in inline {
+        let body = match key_of(sender)? {
+            Some(k) => Some(fields::open(&k, "chat_messages.body", sender, &sealed)?),
+            None => None,
+        };
+        let message = stored_message(
+            &out,
+            id,
+            conversation.to_owned(),
+            Some(sender.to_owned()),
+            body,
+            sent_at,
+            Vec::new(),
+        );
+        out.messages.insert(id, message);
+    }
+    let mut by_file: HashMap<i64, Vec<attachments::Attachment>> = HashMap::new();
+    for f in &files {
+        let (Some(seq), uploader) = (f.opt_i64(3)?, f.text(2)?) else {
+            continue;
+        };
+        let key = key_of(&uploader)?;
+        by_file
+            .entry(seq)
+            .or_default()
+            .push(attachments::from_row(f, key.as_ref())?);
+    }
+    for r in &rows {
+        let id = r.i64(0)?;
+        let sender = r.opt_text(2)?;
+        let body = match (&sender, r.opt_bytes(3)?) {
+            (Some(s), Some(sealed)) => match key_of(s)? {
+                Some(k) => Some(fields::open(&k, "chat_messages.body", s, &sealed)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let message = stored_message(
+            &out,
+            id,
+            r.text(1)?,
+            sender,
+            body,
+            r.i64(4)?,
+            by_file.remove(&id).unwrap_or_default(),
+        );
+        out.messages.insert(id, message);
+    }
+    Ok(out)
+}
+
+/// A message as stored, with every recipient's receipt `sent` (its state at
+/// commit: later marks follow as status events, in order).
+fn stored_message(
+    out: &Fetched,
+    id: i64,
+    conversation_id: String,
+    sender: Option<String>,
+    body: Option<String>,
+    sent_at: i64,
+    attachments: Vec<attachments::Attachment>,
+) -> Message {
+    let receipts = out
+        .recipients
+        .get(&id)
+        .map(|list| {
+            list.iter()
+                .map(|who| Receipt {
+                    subject_id: Some(who.clone()),
+                    state: ReceiptState::Sent,
+                    sent_at,
+                    delivered_at: None,
+                    read_at: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        id,
+        conversation_id,
+        sender_subject_id: sender,
+        body,
+        sent_at,
+        state: None,
+        receipts,
+        attachments,
+    }
+}
+
+/// Reads the messages (and receipts, files, moved receipts) that other
+/// processes' entries name and the notices did not carry; one read snapshot.
+type Read = (Vec<Row>, Vec<Row>, Vec<Row>);
+
+fn read_messages(
+    core: &Steward,
+    hub: &Hub,
+    out: &mut Fetched,
+    wanted: &mut HashSet<i64>,
+    unknown: &[i64],
+    with_files: bool,
+    unlisted: &[(&str, &str, ReceiptState, i64, i64)],
+) -> Result<Read> {
+    Ok(core.db.read(|c| {
+
         let receipts = by_ids(
             c,
             "SELECT message_seq, recipient_subject_id FROM chat_receipts WHERE message_seq IN",
             " ORDER BY message_seq, id",
-            &ids,
+            unknown,
         )?;
-        let mut wanted: HashSet<i64> = HashSet::new();
         for r in &receipts {
             if let Some(who) = r.opt_text(1)?
                 && hub.is_online(&who)
@@ -470,6 +726,9 @@ fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
                 wanted.insert(r.i64(0)?);
             }
         }
+        let mut ids: Vec<i64> = wanted.iter().copied().chain(unknown.iter().copied()).collect();
+        ids.sort_unstable();
+        ids.dedup();
         let senders = by_ids(
             c,
             "SELECT seq, conversation_id, sender_subject_id, body_enc, sent_at FROM chat_messages \
@@ -488,8 +747,12 @@ fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
             .iter()
             .map(|r| r.i64(0))
             .collect::<StoreResult<Vec<i64>>>()?;
-        let files = attachments::of_messages(c, &seqs)?;
-        for (conv, who, st, at, up_to) in &unlisted {
+        let files = if with_files {
+            attachments::of_messages(c, &seqs)?
+        } else {
+            Vec::new()
+        };
+        for (conv, who, st, at, up_to) in unlisted {
             let column = match st {
                 ReceiptState::Read => "read_at",
                 _ => "delivered_at",
@@ -513,71 +776,7 @@ fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
                 .insert(((*conv).to_owned(), (*who).to_owned(), *at), by);
         }
         Ok((rows, receipts, files))
-    })?;
-    for r in &receipts {
-        if let Some(who) = r.opt_text(1)? {
-            out.recipients.entry(r.i64(0)?).or_default().push(who);
-        }
-    }
-    let mut keys: HashMap<String, Option<DataKey>> = HashMap::new();
-    let mut key_of = |s: &str| -> Result<Option<DataKey>> {
-        if !keys.contains_key(s) {
-            keys.insert(s.to_owned(), core.keys.subject_key(s)?);
-        }
-        Ok(keys.get(s).cloned().flatten())
-    };
-    let mut by_file: HashMap<i64, Vec<attachments::Attachment>> = HashMap::new();
-    for f in &files {
-        let (Some(seq), uploader) = (f.opt_i64(3)?, f.text(2)?) else {
-            continue;
-        };
-        let key = key_of(&uploader)?;
-        by_file
-            .entry(seq)
-            .or_default()
-            .push(attachments::from_row(f, key.as_ref())?);
-    }
-    for r in &rows {
-        let id = r.i64(0)?;
-        let sender = r.opt_text(2)?;
-        let body = match (&sender, r.opt_bytes(3)?) {
-            (Some(s), Some(sealed)) => match key_of(s)? {
-                Some(k) => Some(fields::open(&k, "chat_messages.body", s, &sealed)?),
-                None => None,
-            },
-            _ => None,
-        };
-        let sent_at = r.i64(4)?;
-        let receipts = out
-            .recipients
-            .get(&id)
-            .map(|list| {
-                list.iter()
-                    .map(|who| Receipt {
-                        subject_id: Some(who.clone()),
-                        state: ReceiptState::Sent,
-                        sent_at,
-                        delivered_at: None,
-                        read_at: None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.messages.insert(
-            id,
-            Message {
-                id,
-                conversation_id: r.text(1)?,
-                sender_subject_id: sender,
-                body,
-                sent_at,
-                state: None,
-                receipts,
-                attachments: by_file.remove(&id).unwrap_or_default(),
-            },
-        );
-    }
-    Ok(out)
+    })?)
 }
 
 /// Rows of `select (…ids…) order`, in chunks of 500 ids.
@@ -604,6 +803,11 @@ mod tests {
             .map(|i| Entry::Message {
                 c: "0190c3f2-0000-7000-8000-000000000001".into(),
                 id: 1_000_000 + i,
+                s: Some("0190c3f2-0000-7000-8000-000000000002".into()),
+                r: Some(vec!["0190c3f2-0000-7000-8000-000000000003".into()]),
+                f: i % 2 == 0,
+                b: (i % 2 == 1).then(|| "AAAA".repeat(30)),
+                at: Some(1_700_000_000),
             })
             .collect();
         let out = payloads("abc", 7, entries.clone());

@@ -37,6 +37,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
+
 use steward_crypto::DataKey;
 use steward_policy::ConsentRule;
 use steward_store::{Value, params, placeholders};
@@ -44,7 +46,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::attachments::{self, COLUMNS as ATTACHMENT_COLUMNS};
 use super::hub::{Hub, Outbox};
-use super::relay::{Entry, INLINE_IDS, Push, Relay, message_pushes, status_pushes};
+use super::relay::{
+    Entry, INLINE_BODY_BYTES, INLINE_IDS, INLINE_RECIPIENTS, Push, Relay, message_pushes,
+    status_pushes,
+};
 use super::{BATCH_MAX, CATEGORY, Mark, Message, PURPOSE, Receipt, ReceiptState, ServerFrame};
 use crate::access::Actor;
 use crate::core::{Steward, Tx};
@@ -550,15 +555,21 @@ fn announced(ops: &[Op], results: &[Result<Applied>], hub: &Hub) -> (Vec<Entry>,
         };
         match (op, result) {
             (Op::Send(s), Ok(Applied::Sent { message, members })) => {
-                entries.push(Entry::Message {
-                    c: message.conversation_id.clone(),
-                    id: message.id,
-                });
                 let recipients: Vec<String> = members
                     .iter()
                     .filter(|m| **m != s.sender)
                     .cloned()
                     .collect();
+                entries.push(Entry::Message {
+                    c: message.conversation_id.clone(),
+                    id: message.id,
+                    s: Some(s.sender.clone()),
+                    r: (recipients.len() <= INLINE_RECIPIENTS).then(|| recipients.clone()),
+                    f: !message.attachments.is_empty(),
+                    b: (message.attachments.is_empty() && s.body_enc.len() <= INLINE_BODY_BYTES)
+                        .then(|| Base64UrlUnpadded::encode_string(&s.body_enc)),
+                    at: Some(message.sent_at),
+                });
                 let to_sender = hub.has_others(&s.sender, origin);
                 pushes.extend(message_pushes(message, &recipients, origin, to_sender));
             }
