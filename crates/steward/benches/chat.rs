@@ -35,7 +35,10 @@
 //!    a server started with `chat_synchronous_commit = false` (chat batches do
 //!    not wait for the log flush; see docs/PERFORMANCE.md).
 //!
-//! 6. **Two servers** (PostgreSQL only): steps 3 and 4 again with two servers
+//! 6. **Without the broker** (PostgreSQL only): step 4 again on a server
+//!    that pushes to its own sockets only (`chat_fanout = false`, right for
+//!    exactly one server): the same-run baseline of what the broker costs.
+//! 7. **Two servers** (PostgreSQL only): steps 3 and 4 again with two servers
 //!    on the one database, each its own `Steward` (pool, writer lanes, hub,
 //!    broker listener: what two processes have; they share the bench's cores,
 //!    as two processes on this machine would). Senders and recipients, and the
@@ -812,6 +815,22 @@ fn main() {
             drop(core);
             lat
         });
+        // PostgreSQL, one server pushing to its own sockets only (no broker):
+        // the same-run baseline of what the fan-out costs.
+        let lat_local = target.pg.is_some().then(|| {
+            let mut settings = target.settings.clone();
+            settings.chat_fanout = false;
+            let core = Arc::new(Steward::open(settings).unwrap().0);
+            target.settle(&core);
+            let lat = runtime.block_on(async {
+                let served = serve(core.clone()).await;
+                let lat = latency(&[served.ws_url.clone()], &clients, 20.0, secs, 2.0).await;
+                served.stop().await;
+                lat
+            });
+            drop(core);
+            lat
+        });
         // PostgreSQL with two servers, each its own Steward (pool, writer
         // lanes, hub, broker listener) as two processes would have; every
         // delivery goes from one to the other.
@@ -855,6 +874,9 @@ fn main() {
         show("", &lat);
         if let Some(l) = &lat_async {
             show(" (synchronous commit off)", l);
+        }
+        if let Some(l) = &lat_local {
+            show(" (one server, no broker: baseline)", l);
         }
         if let Some((tp2, lat2)) = &two {
             println!(
@@ -903,6 +925,7 @@ fn main() {
                 },
                 "latency": latency_json(&lat),
                 "latency_synchronous_commit_off": lat_async.as_ref().map(latency_json),
+                "latency_one_server_without_broker": lat_local.as_ref().map(latency_json),
                 "two_servers": two.as_ref().map(|(tp2, lat2)| json!({
                     "accepted_messages_per_sec": tp2.accepted_per_sec.round(),
                     "accepted_per_server": tp2.accepted_per_server.iter().map(|v| v.round()).collect::<Vec<_>>(),

@@ -56,6 +56,12 @@ pub struct Settings {
     /// SQLite ignores it: its WAL mode with `synchronous = NORMAL` never waits
     /// for the disk at commit.
     pub chat_synchronous_commit: bool,
+    /// PostgreSQL: push chat through the broker to every server process
+    /// (`true`, the default). `false` pushes to this process's sockets only,
+    /// as on SQLite: right for exactly one server, wrong for several. Not a
+    /// command-line flag: the chat benchmark uses it as the same-run baseline
+    /// of what the broker costs.
+    pub chat_fanout: bool,
 }
 
 /// The default recording limit: 256 MiB, an hour of 16 kHz 16-bit stereo WAV
@@ -87,6 +93,7 @@ impl Default for Settings {
             chat_max_message_bytes: CHAT_MAX_MESSAGE_BYTES,
             chat_max_attachment_bytes: CHAT_MAX_ATTACHMENT_BYTES,
             chat_synchronous_commit: true,
+            chat_fanout: true,
         }
     }
 }
@@ -119,6 +126,7 @@ impl std::fmt::Debug for Settings {
             .field("chat_max_message_bytes", &self.chat_max_message_bytes)
             .field("chat_max_attachment_bytes", &self.chat_max_attachment_bytes)
             .field("chat_synchronous_commit", &self.chat_synchronous_commit)
+            .field("chat_fanout", &self.chat_fanout)
             .finish()
     }
 }

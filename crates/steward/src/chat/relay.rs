@@ -59,12 +59,15 @@ pub const INLINE_RECIPIENTS: usize = 8;
 /// ones are read from the database by the receiver).
 pub const INLINE_BODY_BYTES: usize = 2_048;
 
-/// A notification from another process older than this when it arrives means
-/// this process is behind (a slow listener): it stops reading the backlog,
+/// A notification older than this when the listener comes to it means the
+/// listener is behind (it cannot keep up): it stops reading the backlog,
 /// closes its sockets (their clients read the history) and skips ahead until
-/// notifications are fresh again. Wall clocks of the machines must agree to
-/// well within this (NTP).
-pub const LAG_LIMIT_MS: i64 = 2_000;
+/// notifications are fresh again, instead of falling ever further behind
+/// (and filling PostgreSQL's notification queue). The age counts from
+/// before the batch's commit, so a commit slowed by load counts too: the
+/// limit is generous. Wall clocks of the machines must agree to well within
+/// it (NTP).
+pub const LAG_LIMIT_MS: i64 = 10_000;
 
 /// How long a stashed batch waits for its notification before it is
 /// dropped (it was lost in a gap of the listening connection).
@@ -161,7 +164,7 @@ impl Relay {
     /// The relay for this database; on PostgreSQL starts the listener, which
     /// pushes to `hub` until `stop` is set.
     pub(crate) fn start(core: &Arc<Steward>, hub: &Arc<Hub>, stop: Arc<AtomicBool>) -> Relay {
-        let Some(broker) = Broker::open(&core.db) else {
+        let Some(broker) = Broker::open(&core.db).filter(|_| core.settings.chat_fanout) else {
             return Relay::Direct;
         };
         let shared = Arc::new(Shared {
