@@ -1,21 +1,22 @@
 //! The broker seam: how one server process tells the others on the same
 //! database what it committed, in commit order.
 //!
-//! The engine is PostgreSQL's own `LISTEN`/`NOTIFY` (no other server to run):
-//! a notification sent inside a transaction is delivered only if and when the
-//! transaction commits, and every listener receives them in the order their
-//! transactions committed (PostgreSQL appends them to its queue under one
-//! lock at commit). That order is what chat needs (docs/ARCHITECTURE.md,
-//! "Several processes", says why it was chosen over NATS). Payloads carry ids
-//! only, never personal data: PostgreSQL keeps its queue on disk until every
-//! listener has read it.
+//! The engine is PostgreSQL's own `LISTEN`/`NOTIFY` (no other server to run).
+//! A process publishes after its own commits, in a short transaction of its
+//! own; every listener receives notifications in the order they were sent.
+//! Publishing inside the data's transaction would order them by commit for
+//! free, but PostgreSQL then holds one lock across the commits of every
+//! notifying transaction, log flush included, and chat latency grew fivefold
+//! (measured: docs/PERFORMANCE.md); chat orders its messages itself instead
+//! (`chat/sequence.rs`). docs/ARCHITECTURE.md, "Several processes", says why
+//! this was chosen over NATS. Payloads carry ids and ciphertext at most,
+//! never readable personal data: PostgreSQL keeps its queue on disk until
+//! every listener has read it.
 //!
 //! SQLite has no broker: one process serves a data directory (`instance.rs`),
 //! so there is nobody to tell.
 //!
-//! * [`Broker::publish`] sends inside the caller's transaction;
-//!   [`Broker::publish_now`] outside any (for what is not a data change, such as
-//!   "close this user's sockets").
+//! * [`Broker::publish_now`] sends payloads at once, in order.
 //! * [`Broker::listen`] starts a thread with its own connection that hands
 //!   every batch of notifications to a handler, in order. When the connection
 //!   is lost it reconnects (with back-off) and then calls the handler with
@@ -26,18 +27,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use steward_store::{Backend, Conn, Db, params};
+use steward_store::{Backend, Db, params};
 
 use crate::error::{Error, Result};
 
 /// PostgreSQL's limit on a payload is 8000 bytes; a publisher keeps under it.
 pub const MAX_PAYLOAD: usize = 7_900;
 
+/// How long a listener waits for a notification before it tells its handler
+/// [`Delivery::Idle`].
+pub const IDLE_TICK: Duration = Duration::from_millis(100);
+
 /// What a listener's handler receives.
 #[derive(Debug)]
 pub enum Delivery {
-    /// Payloads, in commit order.
+    /// Payloads, in the order they were sent.
     Payloads(Vec<String>),
+    /// Nothing arrived for a while ([`IDLE_TICK`]): a chance to do timed
+    /// work.
+    Idle,
     /// The listening connection was lost and is back: what was sent in
     /// between was not received.
     Gap,
@@ -66,19 +74,25 @@ impl Broker {
         &self.instance
     }
 
-    /// Sends `payload` on `channel` inside the transaction of `conn`:
-    /// delivered to every listener when (and only if) it commits.
-    pub fn publish(&self, conn: &mut dyn Conn, channel: &str, payload: &str) -> Result<()> {
-        check(payload)?;
-        conn.execute("SELECT pg_notify($1, $2)", params![channel, payload])?;
-        Ok(())
-    }
-
-    /// Sends `payload` on `channel` at once, outside any transaction.
-    pub fn publish_now(&self, channel: &str, payload: &str) -> Result<()> {
-        check(payload)?;
-        self.db
-            .write(|c| c.execute("SELECT pg_notify($1, $2)", params![channel, payload]))?;
+    /// Sends `payloads` on `channel` at once, outside any transaction, in
+    /// one transaction of their own that does not wait for the log flush (a
+    /// notification is not data: if the database crashes it is gone either
+    /// way). Listeners receive them in this order, after whatever committed
+    /// before.
+    pub fn publish_now(&self, channel: &str, payloads: &[String]) -> Result<()> {
+        for p in payloads {
+            check(p)?;
+        }
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        self.db.write(|c| -> steward_store::StoreResult<()> {
+            c.execute("SET LOCAL synchronous_commit = off", &[])?;
+            for p in payloads {
+                c.execute("SELECT pg_notify($1, $2)", params![channel, p.as_str()])?;
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -132,8 +146,8 @@ impl Broker {
                         missed = false;
                     }
                     while !stop.load(Ordering::Relaxed) {
-                        match session.wait(Duration::from_millis(250)) {
-                            Ok(batch) if batch.is_empty() => {}
+                        match session.wait(IDLE_TICK) {
+                            Ok(batch) if batch.is_empty() => handler(Delivery::Idle),
                             Ok(batch) => handler(Delivery::Payloads(
                                 batch.into_iter().map(|n| n.payload).collect(),
                             )),

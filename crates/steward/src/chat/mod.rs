@@ -43,6 +43,7 @@ pub mod conversations;
 pub mod history;
 pub mod hub;
 pub mod relay;
+pub mod sequence;
 pub mod writer;
 
 use std::sync::Arc;

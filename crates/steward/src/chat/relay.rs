@@ -29,7 +29,7 @@
 //! the relay is [`Relay::Direct`]: pushes go to the hub right after commit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,11 +38,12 @@ use steward_crypto::DataKey;
 use steward_store::{Conn, Row, StoreResult, Value, params, placeholders};
 
 use super::hub::Hub;
+use super::sequence::Sequencer;
 use base64ct::{Base64UrlUnpadded, Encoding};
 
 use super::{Message, Receipt, ReceiptState, ServerFrame, attachments};
 use crate::broker::{Broker, Delivery, MAX_PAYLOAD};
-use crate::core::{Steward, Tx, fields};
+use crate::core::{Steward, fields};
 use crate::error::Result;
 
 /// The broker channel of chat.
@@ -69,9 +70,6 @@ pub const INLINE_BODY_BYTES: usize = 2_048;
 /// it (NTP).
 pub const LAG_LIMIT_MS: i64 = 10_000;
 
-/// How long a stashed batch waits for its notification before it is
-/// dropped (it was lost in a gap of the listening connection).
-const STASH_KEEP: Duration = Duration::from_secs(60);
 
 /// One frame for one subject's open sockets, except one.
 pub(crate) struct Push {
@@ -92,6 +90,10 @@ pub(crate) enum Entry {
     Message {
         c: String,
         id: i64,
+        /// The conversation's previous message id when it was stored (0:
+        /// none): see `sequence.rs`.
+        #[serde(default)]
+        p: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         s: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,8 +132,6 @@ pub(crate) enum Entry {
 struct Notice {
     /// The sending process.
     o: String,
-    /// Its token for the batch (0 outside a batch).
-    t: u64,
     /// When it was sent (Unix milliseconds, the sender's clock).
     #[serde(default)]
     ms: i64,
@@ -144,6 +144,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What a committed batch pushes for one of its entries.
+pub(crate) struct Event {
+    pub entry: Entry,
+    pub pushes: Vec<Push>,
+}
+
 /// How pushes reach the sockets.
 pub(crate) enum Relay {
     /// One process (SQLite): the writer pushes after commit.
@@ -154,25 +160,42 @@ pub(crate) enum Relay {
 
 pub(crate) struct Shared {
     broker: Arc<Broker>,
-    next: AtomicU64,
-    stash: Mutex<HashMap<u64, (Instant, Vec<Push>)>>,
+    /// This process's pushes of messages, in each conversation's commit order.
+    order: Mutex<Sequencer<Push>>,
+    /// Committed batches' entries for the publisher thread.
+    outgoing: Mutex<std::sync::mpsc::Sender<Vec<Entry>>>,
     /// Set while the listener skips a backlog (see [`LAG_LIMIT_MS`]).
     shedding: AtomicBool,
 }
 
+/// How long a message waits for its predecessor's announcement before the
+/// relay reads the missing messages from the database.
+pub const GAP_WAIT: Duration = Duration::from_millis(250);
+
+/// Conversations idle this long are forgotten by the sequencer.
+const IDLE: Duration = Duration::from_secs(600);
+
 impl Relay {
-    /// The relay for this database; on PostgreSQL starts the listener, which
-    /// pushes to `hub` until `stop` is set.
+    /// The relay for this database; on PostgreSQL starts the publisher and
+    /// the listener, which pushes to `hub` until `stop` is set.
     pub(crate) fn start(core: &Arc<Steward>, hub: &Arc<Hub>, stop: Arc<AtomicBool>) -> Relay {
         let Some(broker) = Broker::open(&core.db).filter(|_| core.settings.chat_fanout) else {
             return Relay::Direct;
         };
+        let (outgoing, batches) = std::sync::mpsc::channel::<Vec<Entry>>();
         let shared = Arc::new(Shared {
             broker: broker.clone(),
-            next: AtomicU64::new(1),
-            stash: Mutex::new(HashMap::new()),
+            order: Mutex::new(Sequencer::default()),
+            outgoing: Mutex::new(outgoing),
             shedding: AtomicBool::new(false),
         });
+        let publisher = broker.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("chat-publisher".into())
+            .spawn(move || publish(&publisher, &batches))
+        {
+            tracing::error!(error = %e, "chat: cannot start the publisher");
+        }
         let (c, h, s) = (core.clone(), hub.clone(), shared.clone());
         if let Err(e) = broker.listen(CHANNEL, stop, move |d| s.received(&c, &h, d)) {
             tracing::error!(error = %e, "chat: cannot listen to other processes");
@@ -180,47 +203,46 @@ impl Relay {
         Relay::Broker(shared)
     }
 
-    /// A token for a batch's pushes (`None` when pushes are direct).
-    pub(crate) fn token(&self) -> Option<u64> {
-        match self {
-            Relay::Direct => None,
-            Relay::Broker(s) => Some(s.next.fetch_add(1, Ordering::Relaxed)),
-        }
+    /// Whether messages must name their predecessor (several processes).
+    pub(crate) fn sequenced(&self) -> bool {
+        matches!(self, Relay::Broker(_))
     }
 
-    /// Inside the batch's transaction: keeps `pushes` under `token` and
-    /// announces `entries`. Direct: hands the pushes back, to be pushed after
-    /// commit.
-    pub(crate) fn announce(
-        &self,
-        tx: &mut Tx<'_>,
-        token: Option<u64>,
-        entries: Vec<Entry>,
-        pushes: Vec<Push>,
-    ) -> Result<Vec<Push>> {
-        let (Relay::Broker(s), Some(token)) = (self, token) else {
-            return Ok(pushes);
+    /// After a batch committed: pushes its events to this process's sockets
+    /// (messages in each conversation's commit order) and hands its entries
+    /// to the publisher, which tells the other processes.
+    pub(crate) fn committed(&self, hub: &Hub, events: Vec<Event>) {
+        let Relay::Broker(s) = self else {
+            for p in events.into_iter().flat_map(|e| e.pushes) {
+                hub.push(&p.subject, &p.frame, p.except);
+            }
+            return;
         };
-        if entries.is_empty() {
-            return Ok(Vec::new());
+        if events.is_empty() {
+            return;
         }
-        s.stash
+        let now = Instant::now();
+        let mut entries = Vec::with_capacity(events.len());
+        {
+            let mut order = s.order.lock().unwrap_or_else(PoisonError::into_inner);
+            for Event { entry, pushes } in events {
+                let ready = match &entry {
+                    Entry::Message { c, id, p, .. } => order.message(c, *id, *p, pushes, now),
+                    _ => pushes,
+                };
+                for p in ready {
+                    hub.push(&p.subject, &p.frame, p.except);
+                }
+                entries.push(entry);
+            }
+        }
+        let sent = s
+            .outgoing
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(token, (Instant::now(), pushes));
-        for payload in payloads(s.broker.instance(), token, entries) {
-            s.broker.publish(tx.conn, CHANNEL, &payload)?;
-        }
-        Ok(Vec::new())
-    }
-
-    /// The batch of `token` did not commit: its pushes are dropped.
-    pub(crate) fn forget(&self, token: Option<u64>) {
-        if let (Relay::Broker(s), Some(t)) = (self, token) {
-            s.stash
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&t);
+            .send(entries);
+        if sent.is_err() {
+            tracing::error!("chat: the publisher is gone; other processes will read the history");
         }
     }
 
@@ -229,8 +251,8 @@ impl Relay {
     /// check closes them within `SESSION_RECHECK` anyway.
     pub(crate) fn close(&self, entry: Entry) {
         if let Relay::Broker(s) = self {
-            for payload in payloads(s.broker.instance(), 0, vec![entry]) {
-                if let Err(e) = s.broker.publish_now(CHANNEL, &payload) {
+            for payload in payloads(s.broker.instance(), vec![entry]) {
+                if let Err(e) = s.broker.publish_now(CHANNEL, &[payload]) {
                     tracing::warn!(error = %e, "chat: could not tell other processes to close sockets");
                 }
             }
@@ -238,12 +260,30 @@ impl Relay {
     }
 }
 
+/// The publisher thread: each time, every batch committed since it last
+/// published, in one statement batch (outside the batches' transactions, so
+/// no chat commit waits for PostgreSQL's notification lock). Ends when the
+/// relay is gone.
+fn publish(broker: &Broker, batches: &std::sync::mpsc::Receiver<Vec<Entry>>) {
+    while let Ok(first) = batches.recv() {
+        let mut entries = first;
+        while let Ok(more) = batches.try_recv() {
+            entries.extend(more);
+        }
+        let payloads = payloads(broker.instance(), entries);
+        if let Err(e) = broker.publish_now(CHANNEL, &payloads) {
+            // The other processes read what they missed when the next
+            // message of those conversations arrives (or their clients do).
+            tracing::warn!(error = %e, "chat: could not announce committed messages");
+        }
+    }
+}
+
 /// Notices of at most [`MAX_PAYLOAD`] bytes holding `entries`, in order.
-fn payloads(instance: &str, token: u64, entries: Vec<Entry>) -> Vec<String> {
+fn payloads(instance: &str, entries: Vec<Entry>) -> Vec<String> {
     let mut out = Vec::new();
     let mut notice = Notice {
         o: instance.to_owned(),
-        t: token,
         ms: now_ms(),
         e: Vec::new(),
     };
@@ -273,116 +313,165 @@ fn payloads(instance: &str, token: u64, entries: Vec<Entry>) -> Vec<String> {
 }
 
 impl Shared {
-    /// The listener's handler: notices in commit order.
+    /// Resets the order and closes every socket of this process: what was
+    /// missed is read from the history by the clients.
+    fn resync(&self, hub: &Hub) {
+        self.order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        hub.close_every_connection();
+    }
+
+    /// The listener's handler: other processes' notices as they arrive, and
+    /// messages overdue for their predecessor.
     fn received(&self, core: &Steward, hub: &Hub, delivery: Delivery) {
         let payloads = match delivery {
             Delivery::Gap => {
-                self.stash
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clear();
-                // What was committed meanwhile was not pushed: the clients
-                // reconnect and read the history.
-                hub.close_every_connection();
+                // What was announced meanwhile was not received.
+                self.resync(hub);
                 return;
             }
+            Delivery::Idle => Vec::new(),
             Delivery::Payloads(p) => p,
         };
+        let me = self.broker.instance();
         let notices: Vec<Notice> = payloads
             .iter()
-            .filter_map(|p| match serde_json::from_str(p) {
+            .filter_map(|p| match serde_json::from_str::<Notice>(p) {
                 Ok(n) => Some(n),
                 Err(e) => {
                     tracing::warn!(error = %e, "chat: unreadable notification ignored");
                     None
                 }
             })
+            // This process pushed its own at commit.
+            .filter(|n| n.o != me)
             .collect();
-        let me = self.broker.instance();
         // Behind by more than the limit: skip what is stale, once closing
         // every socket (their clients catch up from the history).
         let now = now_ms();
         let stale = |n: &Notice| n.ms > 0 && now - n.ms > LAG_LIMIT_MS;
-        if notices.iter().any(stale) {
-            if !self.shedding.swap(true, Ordering::AcqRel) {
-                tracing::warn!(
-                    behind_ms = notices.iter().map(|n| now - n.ms).max().unwrap_or(0),
-                    "chat: the listener fell behind; skipping to the present and closing \
-                     this process's sockets (clients read the history)"
-                );
-                metrics::counter!("steward_chat_relay_sheds_total").increment(1);
-                hub.close_every_connection();
-            }
-            let mut stash = self.stash.lock().unwrap_or_else(PoisonError::into_inner);
-            for n in notices.iter().filter(|n| n.o == me && stale(n)) {
-                stash.remove(&n.t);
-            }
+        if notices.iter().any(stale) && !self.shedding.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                behind_ms = notices.iter().map(|n| now - n.ms).max().unwrap_or(0),
+                "chat: the listener fell behind; skipping to the present and closing \
+                 this process's sockets (clients read the history)"
+            );
+            metrics::counter!("steward_chat_relay_sheds_total").increment(1);
+            self.resync(hub);
         }
         let notices: Vec<Notice> = notices.into_iter().filter(|n| !stale(n)).collect();
-        if notices.is_empty() {
+        if !notices.is_empty() {
+            self.shedding.store(false, Ordering::Release);
+        }
+        let started = Instant::now();
+        let entries: Vec<&Entry> = notices.iter().flat_map(|n| &n.e).collect();
+        if let Err(e) = self.push_remote(core, hub, &entries) {
+            tracing::error!(error = %e, "chat: cannot read other processes' messages");
+            self.resync(hub);
             return;
         }
-        self.shedding.store(false, Ordering::Release);
-        let remote: Vec<&Entry> = notices
-            .iter()
-            .filter(|n| n.o != me)
-            .flat_map(|n| &n.e)
-            .collect();
-        let remote_count = remote.len();
-        let started = Instant::now();
-        let mut fetched = match fetch(core, hub, &remote) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "chat: cannot read other processes' messages");
-                // Their sockets would miss these: they reconnect and read.
-                hub.close_every_connection();
-                return;
+        if let Err(e) = self.fill_gaps(core, hub) {
+            tracing::error!(error = %e, "chat: cannot read missed messages");
+            self.resync(hub);
+            return;
+        }
+        if !entries.is_empty() {
+            let took = started.elapsed();
+            metrics::histogram!("steward_chat_relay_seconds").record(took.as_secs_f64());
+            tracing::debug!(
+                notices = notices.len(),
+                entries = entries.len(),
+                behind_ms = notices.iter().map(|n| now - n.ms).max().unwrap_or(0),
+                micros = took.as_micros() as u64,
+                "chat relay"
+            );
+        }
+    }
+
+    /// Pushes other processes' entries to this process's sockets.
+    fn push_remote(&self, core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut fetched = fetch(core, hub, entries)?;
+        let now = Instant::now();
+        let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in entries {
+            let pushes = fetched.pushes(e);
+            let ready = match e {
+                Entry::Message { c, id, p, .. } => order.message(c, *id, *p, pushes, now),
+                _ => pushes,
+            };
+            for p in ready {
+                hub.push(&p.subject, &p.frame, p.except);
             }
-        };
-        let mut seen: HashSet<u64> = HashSet::new();
-        for n in &notices {
-            if n.o == me {
-                // A batch's first notice pushes it; the others add nothing.
-                if n.t != 0 && seen.insert(n.t) {
-                    let stashed = self
-                        .stash
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&n.t);
-                    for p in stashed.map(|(_, p)| p).unwrap_or_default() {
-                        hub.push(&p.subject, &p.frame, p.except);
+            match e {
+                Entry::CloseSubject { who } => hub.close_subject(who),
+                Entry::CloseSession { h } => {
+                    if let Some(hash) = from_hex(h) {
+                        hub.close_session(&hash);
                     }
                 }
-                continue;
-            }
-            for e in &n.e {
-                for p in fetched.pushes(e) {
-                    hub.push(&p.subject, &p.frame, None);
-                }
-                match e {
-                    Entry::CloseSubject { who } => hub.close_subject(who),
-                    Entry::CloseSession { h } => {
-                        if let Some(hash) = from_hex(h) {
-                            hub.close_session(&hash);
-                        }
-                    }
-                    _ => {}
-                }
+                _ => {}
             }
         }
-        self.stash
+        order.prune(IDLE, now);
+        metrics::gauge!("steward_chat_relay_conversations").set(order.len() as f64);
+        Ok(())
+    }
+
+    /// Reads the messages that held ones have waited [`GAP_WAIT`] for (their
+    /// announcement was lost, or is late) and pushes them in order.
+    fn fill_gaps(&self, core: &Steward, hub: &Hub) -> Result<()> {
+        let overdue = self
+            .order
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, (at, _)| at.elapsed() < STASH_KEEP);
-        let took = started.elapsed();
-        metrics::histogram!("steward_chat_relay_seconds").record(took.as_secs_f64());
-        tracing::debug!(
-            notices = notices.len(),
-            remote = remote_count,
-            behind_ms = notices.iter().map(|n| now - n.ms).max().unwrap_or(0),
-            micros = took.as_micros() as u64,
-            "chat relay"
-        );
+            .overdue(GAP_WAIT, Instant::now());
+        for (conv, last, upto) in overdue {
+            let ids = core.db.read(|c| {
+                c.query(
+                    "SELECT seq FROM chat_messages WHERE conversation_id = $1 AND seq > $2 \
+                     AND seq <= $3 ORDER BY seq",
+                    params![conv.as_str(), last, upto],
+                )?
+                .iter()
+                .map(|r| r.i64(0))
+                .collect::<StoreResult<Vec<i64>>>()
+            })?;
+            let entries: Vec<Entry> = ids
+                .iter()
+                .map(|id| Entry::Message {
+                    c: conv.clone(),
+                    id: *id,
+                    p: 0,
+                    s: None,
+                    r: None,
+                    f: true,
+                    b: None,
+                    at: None,
+                })
+                .collect();
+            let refs: Vec<&Entry> = entries.iter().collect();
+            let mut fetched = fetch(core, hub, &refs)?;
+            let filled: Vec<(i64, Vec<Push>)> = entries
+                .iter()
+                .zip(&ids)
+                .map(|(e, id)| (*id, fetched.pushes(e)))
+                .collect();
+            metrics::counter!("steward_chat_relay_gaps_total").increment(1);
+            let ready = self
+                .order
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .fill(&conv, upto, filled, Instant::now());
+            for p in ready {
+                hub.push(&p.subject, &p.frame, p.except);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -535,6 +624,7 @@ fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
             f,
             b,
             at,
+            ..
         } = e
         {
             let sender_here = s.as_deref().is_none_or(|s| hub.is_online(s));
@@ -806,6 +896,7 @@ mod tests {
             .map(|i| Entry::Message {
                 c: "0190c3f2-0000-7000-8000-000000000001".into(),
                 id: 1_000_000 + i,
+                p: 999_999 + i,
                 s: Some("0190c3f2-0000-7000-8000-000000000002".into()),
                 r: Some(vec!["0190c3f2-0000-7000-8000-000000000003".into()]),
                 f: i % 2 == 0,
@@ -813,13 +904,13 @@ mod tests {
                 at: Some(1_700_000_000),
             })
             .collect();
-        let out = payloads("abc", 7, entries.clone());
+        let out = payloads("abc", entries.clone());
         assert!(out.len() > 1, "{}", out.len());
         let mut back = Vec::new();
         for p in &out {
             assert!(p.len() <= MAX_PAYLOAD, "{}", p.len());
             let n: Notice = serde_json::from_str(p).unwrap();
-            assert_eq!((n.o.as_str(), n.t), ("abc", 7));
+            assert_eq!(n.o, "abc");
             back.extend(n.e);
         }
         assert_eq!(back, entries);
@@ -837,7 +928,7 @@ mod tests {
             up_to: 4_999,
             by: Some(by),
         };
-        let out = payloads("abc", 1, vec![e]);
+        let out = payloads("abc", vec![e]);
         assert_eq!(out.len(), 1);
         let n: Notice = serde_json::from_str(&out[0]).unwrap();
         assert!(matches!(&n.e[0], Entry::Status { by: None, up_to: 4_999, .. }));

@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::attachments::{self, COLUMNS as ATTACHMENT_COLUMNS};
 use super::hub::{Hub, Outbox};
 use super::relay::{
-    Entry, INLINE_BODY_BYTES, INLINE_IDS, INLINE_RECIPIENTS, Push, Relay, message_pushes,
+    Entry, Event, INLINE_BODY_BYTES, INLINE_IDS, INLINE_RECIPIENTS, Relay, message_pushes,
     status_pushes,
 };
 use super::{BATCH_MAX, CATEGORY, Mark, Message, PURPOSE, Receipt, ReceiptState, ServerFrame};
@@ -292,9 +292,8 @@ struct Batch {
     results: Vec<Result<Applied>>,
     touched: Vec<String>,
     at: i64,
-    /// Pushes to make after commit (direct relay only; through the broker
-    /// they are made when the batch's notification comes back).
-    pushes: Vec<Push>,
+    /// What to push and announce once it has committed.
+    events: Vec<Event>,
 }
 
 /// A writer lane's loop; returns when every sender of its queue is gone.
@@ -313,18 +312,16 @@ pub(crate) fn run(core: &Steward, hub: &Hub, relay: &Relay, mut queue: mpsc::Rec
         }
         let started = Instant::now();
         let mut reserved = ids;
-        let token = relay.token();
         let done = core.write(&actor, |tx| {
-            apply(tx, &ops, &mut reserved, &touched, hub, relay, token)
+            apply(tx, &ops, &mut reserved, &touched, hub, relay)
         });
-        let (results, pushes) = match done {
+        let (results, events) = match done {
             Ok(batch) => {
                 ids = reserved;
                 touched.record(batch.touched, batch.at);
-                (batch.results, batch.pushes)
+                (batch.results, batch.events)
             }
             Err(e) => {
-                relay.forget(token);
                 tracing::error!(error = %e, operations = ops.len(), "chat batch failed");
                 (ops.iter().map(|_| Err(copy(&e))).collect(), Vec::new())
             }
@@ -337,9 +334,7 @@ pub(crate) fn run(core: &Steward, hub: &Hub, relay: &Relay, mut queue: mpsc::Rec
             micros = took.as_micros() as u64,
             "chat batch"
         );
-        for p in pushes {
-            hub.push(&p.subject, &p.frame, p.except);
-        }
+        relay.committed(hub, events);
         for (op, result) in ops.into_iter().zip(results) {
             answer(op, result);
         }
@@ -375,7 +370,6 @@ fn apply(
     touched: &Touched,
     hub: &Hub,
     relay: &Relay,
-    token: Option<u64>,
 ) -> Result<Batch> {
     if !tx.core.settings.chat_synchronous_commit
         && tx.conn.backend() == steward_store::Backend::Postgres
@@ -392,7 +386,7 @@ fn apply(
                 results: ops.iter().map(|_| Err(copy(&e))).collect(),
                 touched: Vec::new(),
                 at: tx.at,
-                pushes: Vec::new(),
+                events: Vec::new(),
             });
         }
     };
@@ -407,6 +401,12 @@ fn apply(
         .into_iter()
         .collect();
     lock_conversations(tx, &sending)?;
+    // Several processes: each message names its predecessor (sequence.rs).
+    let mut newest = if relay.sequenced() {
+        newest_ids(tx, &sending)?
+    } else {
+        HashMap::new()
+    };
     let mut members: HashMap<String, (String, Arc<Vec<String>>)> = HashMap::new();
     let named: Vec<&str> = named.into_iter().collect();
     for chunk in named.chunks(IN_CHUNK) {
@@ -531,23 +531,46 @@ fn apply(
         .collect();
     let due = touched.due(active.into_iter(), tx.at);
     subjects::touch_all(tx, &due)?;
-    let (entries, pushes) = announced(ops, &results, hub);
-    let pushes = relay.announce(tx, token, entries, pushes)?;
+    let events = announced(ops, &results, hub, &mut newest);
     Ok(Batch {
         results,
         touched: due.into_iter().map(str::to_owned).collect(),
         at: tx.at,
-        pushes,
+        events,
     })
+}
+
+/// The newest message id of each conversation, read while the batch holds
+/// their locks (so no other batch adds one before this one commits).
+fn newest_ids(tx: &mut Tx<'_>, conversations: &[&str]) -> Result<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for chunk in conversations.chunks(IN_CHUNK) {
+        let rows = tx.conn.query(
+            &format!(
+                "SELECT conversation_id, MAX(seq) FROM chat_messages WHERE conversation_id IN ({}) \
+                 GROUP BY conversation_id",
+                placeholders(1, chunk.len())
+            ),
+            &chunk.iter().map(|c| Value::from(*c)).collect::<Vec<_>>(),
+        )?;
+        for r in rows {
+            out.insert(r.text(0)?, r.i64(1)?);
+        }
+    }
+    Ok(out)
 }
 
 /// What a batch tells the other processes (ids) and pushes to sockets
 /// (frames): the stored messages to the other members (and the sender's
 /// other sockets), each mark's status events to the senders whose receipts
 /// moved (and the marking user's other sockets).
-fn announced(ops: &[Op], results: &[Result<Applied>], hub: &Hub) -> (Vec<Entry>, Vec<Push>) {
-    let mut entries = Vec::new();
-    let mut pushes = Vec::new();
+fn announced(
+    ops: &[Op],
+    results: &[Result<Applied>],
+    hub: &Hub,
+    newest: &mut HashMap<String, i64>,
+) -> Vec<Event> {
+    let mut events = Vec::new();
     for (op, result) in ops.iter().zip(results) {
         let origin = match op.reply() {
             Reply::Socket(o) => Some(o.id),
@@ -560,18 +583,25 @@ fn announced(ops: &[Op], results: &[Result<Applied>], hub: &Hub) -> (Vec<Entry>,
                     .filter(|m| **m != s.sender)
                     .cloned()
                     .collect();
-                entries.push(Entry::Message {
+                let prev = newest
+                    .insert(message.conversation_id.clone(), message.id)
+                    .unwrap_or(0);
+                let entry = Entry::Message {
                     c: message.conversation_id.clone(),
                     id: message.id,
+                    p: prev,
                     s: Some(s.sender.clone()),
                     r: (recipients.len() <= INLINE_RECIPIENTS).then(|| recipients.clone()),
                     f: !message.attachments.is_empty(),
                     b: (message.attachments.is_empty() && s.body_enc.len() <= INLINE_BODY_BYTES)
                         .then(|| Base64UrlUnpadded::encode_string(&s.body_enc)),
                     at: Some(message.sent_at),
-                });
+                };
                 let to_sender = hub.has_others(&s.sender, origin);
-                pushes.extend(message_pushes(message, &recipients, origin, to_sender));
+                events.push(Event {
+                    entry,
+                    pushes: message_pushes(message, &recipients, origin, to_sender),
+                });
             }
             (
                 Op::Mark(m),
@@ -580,27 +610,30 @@ fn announced(ops: &[Op], results: &[Result<Applied>], hub: &Hub) -> (Vec<Entry>,
                 }),
             ) if !by_sender.is_empty() => {
                 let ids: usize = by_sender.values().map(Vec::len).sum();
-                entries.push(Entry::Status {
+                let entry = Entry::Status {
                     c: m.conversation_id.clone(),
                     who: m.subject.clone(),
                     st: m.mark.state(),
                     at: *at,
                     up_to: m.up_to,
                     by: (ids <= INLINE_IDS).then(|| by_sender.clone()),
+                };
+                events.push(Event {
+                    entry,
+                    pushes: status_pushes(
+                        &m.conversation_id,
+                        &m.subject,
+                        m.mark.state(),
+                        *at,
+                        by_sender,
+                        origin,
+                    ),
                 });
-                pushes.extend(status_pushes(
-                    &m.conversation_id,
-                    &m.subject,
-                    m.mark.state(),
-                    *at,
-                    by_sender,
-                    origin,
-                ));
             }
             _ => {}
         }
     }
-    (entries, pushes)
+    events
 }
 
 /// What the checks found for an operation they let through.
