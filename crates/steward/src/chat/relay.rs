@@ -1,32 +1,33 @@
-//! Chat across server processes: what the writer pushes to open sockets goes
-//! through the broker (`crate::broker`), so every process pushes every
-//! committed message and status event to its own sockets in commit order.
+//! Chat across server processes (PostgreSQL): what one process commits
+//! reaches the open sockets of every other, each conversation in commit order.
 //!
 //! ```text
-//!  writer lane, inside the batch's transaction         every process's listener thread
-//!  ─ the batch's pushes kept in this process's  ──▶   notifications in commit order:
-//!    stash under a token (before commit)              ─ its own (same instance): the
-//!  ─ NOTIFY steward_chat {instance, token,              stash's pushes, as built
-//!    ids of messages and moved receipts}              ─ another's: the messages read by
-//!  ── commit ──▶ answer each op (ack to sender)         id from the database (bodies
-//!                                                        opened with the senders' keys),
-//!                                                        pushed to this process's sockets
+//!  writer lane                                      every other process's listener
+//!  ── commit ──▶ push to this process's sockets      notices in the order sent:
+//!               (through the sequencer) and hand    ─ short bodies opened with the
+//!               the entries to the publisher          sender's key (one key-store
+//!  publisher thread: NOTIFY steward_chat              read per wake-up), others read
+//!   {instance, ms, entries} in a short                by id; nothing read for people
+//!   transaction of its own                            not connected here
+//!                                                   ─ through the sequencer, to its
+//!                                                     sockets
 //! ```
 //!
-//! So a process pushes even its own batches only when their notification
-//! comes back: its sockets see its own and the other processes' events in one
-//! order, the commit order. Payloads hold ids (conversation, message, subject,
-//! state, time), never text. A status event carries the moved message ids
-//! when there are at most [`INLINE_IDS`]; otherwise the receiving process
-//! reads them (the receipts the mark moved at that second).
+//! Entries name ids (conversation, message, its predecessor, sender, up to
+//! [`INLINE_RECIPIENTS`] recipients, state, time) and carry a short message's
+//! body as stored (sealed with the sender's key), never readable text. A
+//! status event carries the moved message ids when there are at most
+//! [`INLINE_IDS`]; otherwise the receiving process reads them (the receipts
+//! the mark moved at that second). The order of messages comes from
+//! `sequence.rs`: a message whose predecessor was not seen waits, and after
+//! [`GAP_WAIT`] the missing ones are read from the database.
 //!
 //! Closing a user's sockets (logout, account disabled, erasure) is sent the
-//! same way, outside a transaction.
-//!
-//! When the listener's connection is lost it reconnects and every socket of
-//! the process is closed (code 1008): its clients reconnect and read what they
-//! missed from the history, as after falling behind. On SQLite (one process)
-//! the relay is [`Relay::Direct`]: pushes go to the hub right after commit.
+//! same way. When the listener's connection is lost, or the listener falls more
+//! than [`LAG_LIMIT_MS`] behind, every socket of the process is closed (1008):
+//! its clients reconnect and read what they missed from the history. On SQLite
+//! (one process) the relay is [`Relay::Direct`]: pushes go to the hub right
+//! after commit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
