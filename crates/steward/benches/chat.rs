@@ -524,7 +524,8 @@ struct Throughput {
 /// one (with two servers, every delivery crosses from one to the other).
 async fn throughput(urls: &[String], people: &People, window: usize, secs: f64) -> Throughput {
     let stop = Arc::new(AtomicBool::new(false));
-    let per_server: Vec<Arc<AtomicU64>> = urls.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let per_server: Vec<Arc<AtomicU64>> =
+        urls.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let n = urls.len();
@@ -547,8 +548,14 @@ async fn throughput(urls: &[String], people: &People, window: usize, secs: f64) 
         )));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let counts = |v: &[Arc<AtomicU64>]| -> Vec<u64> { v.iter().map(|a| a.load(Ordering::Relaxed)).collect() };
-    let (a0, r0, t0) = (counts(&per_server), received.load(Ordering::Relaxed), Instant::now());
+    let counts = |v: &[Arc<AtomicU64>]| -> Vec<u64> {
+        v.iter().map(|a| a.load(Ordering::Relaxed)).collect()
+    };
+    let (a0, r0, t0) = (
+        counts(&per_server),
+        received.load(Ordering::Relaxed),
+        Instant::now(),
+    );
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let (a1, r1, elapsed) = (
         counts(&per_server),
@@ -808,7 +815,14 @@ fn main() {
             target.settle(&core);
             let lat = runtime.block_on(async {
                 let served = serve(core.clone()).await;
-                let lat = latency(&[served.ws_url.clone()], &clients, 20.0, secs, 2.0).await;
+                let lat = latency(
+                    std::slice::from_ref(&served.ws_url),
+                    &clients,
+                    20.0,
+                    secs,
+                    2.0,
+                )
+                .await;
                 served.stop().await;
                 lat
             });
@@ -824,7 +838,14 @@ fn main() {
             target.settle(&core);
             let lat = runtime.block_on(async {
                 let served = serve(core.clone()).await;
-                let lat = latency(&[served.ws_url.clone()], &clients, 20.0, secs, 2.0).await;
+                let lat = latency(
+                    std::slice::from_ref(&served.ws_url),
+                    &clients,
+                    20.0,
+                    secs,
+                    2.0,
+                )
+                .await;
                 served.stop().await;
                 lat
             });
@@ -884,7 +905,10 @@ fn main() {
                  server's (per server {:?}; {:.0} delivered/s across)",
                 tp2.accepted_per_sec,
                 tp2.accepted_per_sec / tp.accepted_per_sec,
-                tp2.accepted_per_server.iter().map(|v| v.round()).collect::<Vec<_>>(),
+                tp2.accepted_per_server
+                    .iter()
+                    .map(|v| v.round())
+                    .collect::<Vec<_>>(),
                 tp2.delivered_per_sec
             );
             show(" across two servers", lat2);

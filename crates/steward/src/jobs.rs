@@ -35,7 +35,7 @@ pub struct JobLock {
 
 enum Held {
     Postgres {
-        session: steward_store::Session,
+        session: Box<steward_store::Session>,
         key: i64,
     },
     File(std::fs::File),
@@ -91,15 +91,17 @@ pub fn try_lock(core: &Steward, job: &str) -> Result<Option<JobLock>> {
                 .session()?
                 .ok_or_else(|| Error::Internal("no PostgreSQL session".into()))?;
             let key = key(core, job);
-            Ok(session.try_lock(key)?.then_some(JobLock {
-                held: Held::Postgres { session, key },
+            Ok(session.try_lock(key)?.then(|| JobLock {
+                held: Held::Postgres {
+                    session: Box::new(session),
+                    key,
+                },
             }))
         }
         Backend::Sqlite => {
             let dir = core.settings.data_dir.join("locks");
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                Error::Internal(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
             let path = dir.join(format!("{job}.lock"));
             let file = std::fs::OpenOptions::new()
                 .create(true)

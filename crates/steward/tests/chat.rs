@@ -1270,7 +1270,10 @@ async fn a_stopping_server_answers_queued_sends_before_closing() {
         "SELECT COUNT(*) FROM chat_messages WHERE sender_subject_id IS NOT NULL",
     );
     assert_eq!(stored, 50);
-    assert_eq!(answered, 50, "every stored message was acknowledged before the close");
+    assert_eq!(
+        answered, 50,
+        "every stored message was acknowledged before the close"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

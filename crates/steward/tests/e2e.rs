@@ -420,11 +420,20 @@ fn a_second_server_on_one_sqlite_directory_is_refused() {
     let started = std::time::Instant::now();
     let (code, _, err) = steward(
         &data,
-        &["serve", "--listen", "127.0.0.1:0", "--retention-interval", "0"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--retention-interval",
+            "0",
+        ],
         None,
     );
     assert_eq!(code, 3, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(20), "it exits at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it exits at once"
+    );
     assert!(err.contains(&data.display().to_string()), "{err}");
     assert!(err.contains(&format!("pid {pid}")), "{err}");
     assert!(err.contains("in use by a running steward serve"), "{err}");
@@ -432,7 +441,10 @@ fn a_second_server_on_one_sqlite_directory_is_refused() {
 
     let (code, _, err) = steward(&data, &["keys", "rotate-master"], None);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("stop it before rotating the master key"), "{err}");
+    assert!(
+        err.contains("stop it before rotating the master key"),
+        "{err}"
+    );
     // Read-only and ordinary commands still run beside the server.
     let (code, out, err) = steward(&data, &["audit", "verify", "--json"], None);
     assert_eq!(code, 0, "{out} {err}");

@@ -561,7 +561,14 @@ fn scenario(env: &Env) -> String {
     assert!(after.values().all(|n| *n == 0), "left behind: {after:?}");
     assert!(core.keys.subject_key(&s).unwrap().is_none());
     // The colleague keeps the group and his message; hers is a gap without text.
-    let page = steward::chat::history::history(core, &colleague, &group.id, steward::chat::history::Position::Before(i64::MAX), None).unwrap();
+    let page = steward::chat::history::history(
+        core,
+        &colleague,
+        &group.id,
+        steward::chat::history::Position::Before(i64::MAX),
+        None,
+    )
+    .unwrap();
     assert_eq!(page.messages.len(), 2);
     assert_eq!(page.messages[0].body.as_deref(), Some("Thanks, Rosalind"));
     assert_eq!(page.messages[0].receipts[0].subject_id, None);

@@ -24,7 +24,8 @@ use common::{Env, Server, new_user};
 
 const BIN: &str = env!("CARGO_BIN_EXE_steward");
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One `steward serve` process.
 struct Process {
@@ -61,15 +62,21 @@ fn start(env: &Env, name: &str, retention: &str) -> Process {
     let s = &env.settings;
     let data = env.dir.path().join(name);
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--retention-interval", retention])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--master-key-file")
-        .arg(s.master_key_path())
-        .arg("--database-url")
-        .arg(s.database_url.as_deref().unwrap())
-        .arg("--database-schema")
-        .arg(s.database_schema.as_deref().unwrap());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--retention-interval",
+        retention,
+    ])
+    .arg("--data-dir")
+    .arg(&data)
+    .arg("--master-key-file")
+    .arg(s.master_key_path())
+    .arg("--database-url")
+    .arg(s.database_url.as_deref().unwrap())
+    .arg("--database-schema")
+    .arg(s.database_schema.as_deref().unwrap());
     if let Some(blobs) = &s.blob_url {
         cmd.arg("--blob-url").arg(blobs);
     }
@@ -117,8 +124,13 @@ fn env() -> Option<Env> {
 
 fn user(env: &Env, tenant: &str, name: &str) -> Account {
     sync(|| {
-        accounts::create_user(&env.core, &Actor::cli(), tenant, new_user(name, Role::Subject))
-            .unwrap()
+        accounts::create_user(
+            &env.core,
+            &Actor::cli(),
+            tenant,
+            new_user(name, Role::Subject),
+        )
+        .unwrap()
     })
 }
 
@@ -285,7 +297,10 @@ async fn two_processes_on_one_database_behave_as_one_system() {
         assert_eq!(s, 201, "{m}");
         order.push((m["id"].as_i64().unwrap(), body));
     }
-    assert!(order.windows(2).all(|w| w[0].0 < w[1].0), "ids follow commit order: {order:?}");
+    assert!(
+        order.windows(2).all(|w| w[0].0 < w[1].0),
+        "ids follow commit order: {order:?}"
+    );
     let from_a = history(&sa, &ann_a, &conv).await;
     let from_b = history(&sb, &bob_b, &conv).await;
     assert_eq!(from_a, from_b);
@@ -357,12 +372,17 @@ async fn two_processes_on_one_database_behave_as_one_system() {
     // 6. A is killed in the middle of traffic: every message either process
     // acknowledged is in the history exactly once.
     let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let sender = |server: Server, token: String, who: &'static str, acked: Arc<Mutex<Vec<String>>>, conv: String| async move {
+    let sender = |server: Server,
+                  token: String,
+                  who: &'static str,
+                  acked: Arc<Mutex<Vec<String>>>,
+                  conv: String| async move {
         for i in 0..400 {
             let body = format!("kill {who} {i}");
             match tokio::time::timeout(
                 Duration::from_secs(5),
-                server.http
+                server
+                    .http
                     .post(server.url(&format!("/api/v1/chat/conversations/{conv}/messages")))
                     .bearer_auth(&token)
                     .json(&json!({ "body": body }))
@@ -375,15 +395,30 @@ async fn two_processes_on_one_database_behave_as_one_system() {
             }
         }
     };
-    let ta = tokio::spawn(sender(a.server(), ann_a.clone(), "ann", acked.clone(), conv.clone()));
-    let tb = tokio::spawn(sender(b.server(), bob_b.clone(), "bob", acked.clone(), conv.clone()));
+    let ta = tokio::spawn(sender(
+        a.server(),
+        ann_a.clone(),
+        "ann",
+        acked.clone(),
+        conv.clone(),
+    ));
+    let tb = tokio::spawn(sender(
+        b.server(),
+        bob_b.clone(),
+        "bob",
+        acked.clone(),
+        conv.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(700)).await;
     let killed_pid = a.pid();
     tokio::task::spawn_blocking(move || a.kill()).await.ok();
     ta.await.unwrap();
     tb.await.unwrap();
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.iter().any(|b| b.starts_with("kill ann")), "A acknowledged some before it died");
+    assert!(
+        acked.iter().any(|b| b.starts_with("kill ann")),
+        "A acknowledged some before it died"
+    );
     assert!(acked.iter().any(|b| b.starts_with("kill bob")));
     let all = history(&sb, &bob_b, &conv).await;
     let mut count: HashMap<&str, usize> = HashMap::new();
@@ -391,7 +426,11 @@ async fn two_processes_on_one_database_behave_as_one_system() {
         *count.entry(body.as_str()).or_default() += 1;
     }
     for body in &acked {
-        assert_eq!(count.get(body.as_str()), Some(&1), "{body} once in the history");
+        assert_eq!(
+            count.get(body.as_str()),
+            Some(&1),
+            "{body} once in the history"
+        );
     }
     assert!(count.values().all(|n| *n == 1), "nothing stored twice");
     assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
@@ -405,7 +444,10 @@ async fn two_processes_on_one_database_behave_as_one_system() {
         let (s, page) = sb.call("GET", &path, Some(&cat_b), None).await;
         assert_eq!(s, 200, "{page}");
         for m in page["messages"].as_array().unwrap() {
-            resumed.push((m["id"].as_i64().unwrap(), m["body"].as_str().unwrap().to_owned()));
+            resumed.push((
+                m["id"].as_i64().unwrap(),
+                m["body"].as_str().unwrap().to_owned(),
+            ));
         }
         match page["next_cursor"].as_str() {
             Some(c) => {
@@ -414,7 +456,11 @@ async fn two_processes_on_one_database_behave_as_one_system() {
             None => break,
         }
     }
-    let expected: Vec<(i64, String)> = all.iter().filter(|(id, _)| *id > cat_last).cloned().collect();
+    let expected: Vec<(i64, String)> = all
+        .iter()
+        .filter(|(id, _)| *id > cat_last)
+        .cloned()
+        .collect();
     assert!(expected.len() > 200, "paged: {}", expected.len());
     assert_eq!(resumed, expected);
 
@@ -457,7 +503,9 @@ async fn logout_and_disable_close_sockets_on_every_process() {
     let (sa, sb) = (a.server(), b.server());
     let token = sa.login("sc-ann").await;
     let mut on_b = connect(&sb, &token).await;
-    let (s, _) = sa.call("POST", "/api/v1/auth/logout", Some(&token), None).await;
+    let (s, _) = sa
+        .call("POST", "/api/v1/auth/logout", Some(&token), None)
+        .await;
     assert_eq!(s, 204);
     assert_eq!(closed(&mut on_b).await, Some(1008));
 

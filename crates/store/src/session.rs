@@ -92,7 +92,9 @@ impl Session {
             }
         }
         if out.is_empty() && self.client.is_closed() {
-            return Err(StoreError::Connect("the listening connection closed".into()));
+            return Err(StoreError::Connect(
+                "the listening connection closed".into(),
+            ));
         }
         Ok(out)
     }

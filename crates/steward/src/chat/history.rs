@@ -129,9 +129,7 @@ pub fn history(
     build(
         core,
         &id,
-        rows,
-        &receipts,
-        &files,
+        (rows, receipts, files),
         limit,
         View::Member(&me),
         position,
@@ -184,7 +182,11 @@ fn receipts(
         return Ok(Vec::new());
     };
     // Pages run either way: the bounds are the smaller and the larger end.
-    let (newest, oldest) = if a.i64(0)? >= b.i64(0)? { (a, b) } else { (b, a) };
+    let (newest, oldest) = if a.i64(0)? >= b.i64(0)? {
+        (a, b)
+    } else {
+        (b, a)
+    };
     const SELECT: &str = "SELECT message_seq, recipient_subject_id, state, sent_at, delivered_at, \
                           read_at FROM chat_receipts";
     match view {
@@ -226,12 +228,13 @@ fn receipts(
 
 /// Decrypts and shapes a page. Bodies are opened with their senders' keys; a
 /// sender whose key is gone (being erased) shows no body.
+/// A page as read: its message rows, their receipts and their files.
+type PageRows = (Vec<Row>, Vec<Row>, Vec<Row>);
+
 fn build(
     core: &Steward,
     conversation: &str,
-    mut rows: Vec<Row>,
-    receipts: &[Row],
-    files: &[Row],
+    (mut rows, receipts, files): PageRows,
     limit: i64,
     view: View<'_>,
     position: Position,
@@ -239,7 +242,7 @@ fn build(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let mut by_message: HashMap<i64, Vec<Receipt>> = HashMap::new();
-    for r in receipts {
+    for r in &receipts {
         by_message.entry(r.i64(0)?).or_default().push(Receipt {
             subject_id: r.opt_text(1)?,
             state: ReceiptState::parse(&r.text(2)?)?,
@@ -256,7 +259,7 @@ fn build(
         Ok(keys.get(s).cloned().flatten())
     };
     let mut by_file: HashMap<i64, Vec<Attachment>> = HashMap::new();
-    for f in files {
+    for f in &files {
         let (Some(seq), uploader) = (f.opt_i64(3)?, f.text(2)?) else {
             continue;
         };
@@ -498,9 +501,7 @@ pub fn employer_history(
     build(
         core,
         &id,
-        rows,
-        &receipts,
-        &files,
+        (rows, receipts, files),
         limit,
         View::Employer,
         position,
@@ -521,18 +522,43 @@ mod tests {
 
     #[test]
     fn pages_start_at_the_newest_after_an_id_or_at_a_cursor() {
-        assert_eq!(Position::parse(None, None).unwrap(), Position::Before(i64::MAX));
-        assert_eq!(Position::parse(None, Some(" 42 ")).unwrap(), Position::After(42));
-        assert_eq!(Position::parse(None, Some("0")).unwrap(), Position::After(0));
+        assert_eq!(
+            Position::parse(None, None).unwrap(),
+            Position::Before(i64::MAX)
+        );
+        assert_eq!(
+            Position::parse(None, Some(" 42 ")).unwrap(),
+            Position::After(42)
+        );
+        assert_eq!(
+            Position::parse(None, Some("0")).unwrap(),
+            Position::After(0)
+        );
         let after = Position::After(42).next(99);
-        assert_eq!(Position::parse(Some(&after), None).unwrap(), Position::After(99));
+        assert_eq!(
+            Position::parse(Some(&after), None).unwrap(),
+            Position::After(99)
+        );
         let before = Position::Before(i64::MAX).next(7);
-        assert_eq!(Position::parse(Some(&before), None).unwrap(), Position::Before(7));
-        assert_eq!(field(Position::parse(Some(&before), Some("1"))).as_deref(), Some("after"));
+        assert_eq!(
+            Position::parse(Some(&before), None).unwrap(),
+            Position::Before(7)
+        );
+        assert_eq!(
+            field(Position::parse(Some(&before), Some("1"))).as_deref(),
+            Some("after")
+        );
         for bad in ["-1", "x", "", "1.5"] {
-            assert_eq!(field(Position::parse(None, Some(bad))).as_deref(), Some("after"), "{bad}");
+            assert_eq!(
+                field(Position::parse(None, Some(bad))).as_deref(),
+                Some("after"),
+                "{bad}"
+            );
         }
-        assert_eq!(field(Position::parse(Some("bTow"), None)).as_deref(), Some("cursor"));
+        assert_eq!(
+            field(Position::parse(Some("bTow"), None)).as_deref(),
+            Some("cursor")
+        );
         assert_eq!(
             field(Position::parse(Some(&encode_cursor('c', "5")), None)).as_deref(),
             Some("cursor")

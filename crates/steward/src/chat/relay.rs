@@ -71,7 +71,6 @@ pub const INLINE_BODY_BYTES: usize = 2_048;
 /// it (NTP).
 pub const LAG_LIMIT_MS: i64 = 10_000;
 
-
 /// One frame for one subject's open sockets, except one.
 pub(crate) struct Push {
     pub subject: String,
@@ -668,10 +667,19 @@ fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
             _ => None,
         })
         .collect();
-    let (rows, receipts, files) = if wanted.is_empty() && unknown.is_empty() && unlisted.is_empty() {
+    let (rows, receipts, files) = if wanted.is_empty() && unknown.is_empty() && unlisted.is_empty()
+    {
         (Vec::new(), Vec::new(), Vec::new())
     } else {
-        read_messages(core, hub, &mut out, &mut wanted, &unknown, with_files, &unlisted)?
+        read_messages(
+            core,
+            hub,
+            &mut out,
+            &mut wanted,
+            &unknown,
+            with_files,
+            &unlisted,
+        )?
     };
     for r in &receipts {
         if let Some(who) = r.opt_text(1)? {
@@ -806,7 +814,6 @@ fn read_messages(
     unlisted: &[(&str, &str, ReceiptState, i64, i64)],
 ) -> Result<Read> {
     Ok(core.db.read(|c| {
-
         let receipts = by_ids(
             c,
             "SELECT message_seq, recipient_subject_id FROM chat_receipts WHERE message_seq IN",
@@ -820,7 +827,11 @@ fn read_messages(
                 wanted.insert(r.i64(0)?);
             }
         }
-        let mut ids: Vec<i64> = wanted.iter().copied().chain(unknown.iter().copied()).collect();
+        let mut ids: Vec<i64> = wanted
+            .iter()
+            .copied()
+            .chain(unknown.iter().copied())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         let senders = by_ids(
@@ -932,7 +943,14 @@ mod tests {
         let out = payloads("abc", vec![e]);
         assert_eq!(out.len(), 1);
         let n: Notice = serde_json::from_str(&out[0]).unwrap();
-        assert!(matches!(&n.e[0], Entry::Status { by: None, up_to: 4_999, .. }));
+        assert!(matches!(
+            &n.e[0],
+            Entry::Status {
+                by: None,
+                up_to: 4_999,
+                ..
+            }
+        ));
     }
 
     #[test]

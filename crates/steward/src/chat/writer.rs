@@ -603,12 +603,7 @@ fn announced(
                     pushes: message_pushes(message, &recipients, origin, to_sender),
                 });
             }
-            (
-                Op::Mark(m),
-                Ok(Applied::Marked {
-                    at, by_sender, ..
-                }),
-            ) if !by_sender.is_empty() => {
+            (Op::Mark(m), Ok(Applied::Marked { at, by_sender, .. })) if !by_sender.is_empty() => {
                 let ids: usize = by_sender.values().map(Vec::len).sum();
                 let entry = Entry::Status {
                     c: m.conversation_id.clone(),
