@@ -807,51 +807,33 @@ fn main() {
             (tp, lat)
         });
         drop(core);
-        // PostgreSQL again, with chat batches not waiting for the log flush.
-        let lat_async = target.pg.is_some().then(|| {
+        // Step 3 again on a server whose settings `change` made.
+        let latency_with = |change: &dyn Fn(&mut Settings)| {
             let mut settings = target.settings.clone();
-            settings.chat_synchronous_commit = false;
+            change(&mut settings);
             let core = Arc::new(Steward::open(settings).unwrap().0);
             target.settle(&core);
             let lat = runtime.block_on(async {
                 let served = serve(core.clone()).await;
-                let lat = latency(
-                    std::slice::from_ref(&served.ws_url),
-                    &clients,
-                    20.0,
-                    secs,
-                    2.0,
-                )
-                .await;
+                let urls = std::slice::from_ref(&served.ws_url);
+                let lat = latency(urls, &clients, 20.0, secs, 2.0).await;
                 served.stop().await;
                 lat
             });
             drop(core);
             lat
-        });
+        };
+        // PostgreSQL again, with chat batches not waiting for the log flush.
+        let lat_async = target
+            .pg
+            .is_some()
+            .then(|| latency_with(&|s| s.chat_synchronous_commit = false));
         // PostgreSQL, one server pushing to its own sockets only (no broker):
         // the same-run baseline of what the fan-out costs.
-        let lat_local = target.pg.is_some().then(|| {
-            let mut settings = target.settings.clone();
-            settings.chat_fanout = false;
-            let core = Arc::new(Steward::open(settings).unwrap().0);
-            target.settle(&core);
-            let lat = runtime.block_on(async {
-                let served = serve(core.clone()).await;
-                let lat = latency(
-                    std::slice::from_ref(&served.ws_url),
-                    &clients,
-                    20.0,
-                    secs,
-                    2.0,
-                )
-                .await;
-                served.stop().await;
-                lat
-            });
-            drop(core);
-            lat
-        });
+        let lat_local = target
+            .pg
+            .is_some()
+            .then(|| latency_with(&|s| s.chat_fanout = false));
         // PostgreSQL with two servers, each its own Steward (pool, writer
         // lanes, hub, broker listener) as two processes would have; every
         // delivery goes from one to the other.

@@ -95,17 +95,7 @@ async fn quiet(ws: &mut Ws) {
 /// The code of the close frame the server sends next (frames before it are
 /// skipped); `None` when the socket ends without one. Fails after 10 s.
 async fn close_code(ws: &mut Ws) -> Option<u16> {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return None,
-                Some(Ok(WsMessage::Close(c))) => return c.map(|c| u16::from(c.code)),
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("the server closed the socket within 10 s")
+    common::close_code(ws, Duration::from_secs(10)).await
 }
 
 async fn create_direct(server: &Server, token: &str, other: &str) -> Value {
@@ -958,6 +948,21 @@ async fn malformed_frames_and_bodies_get_clear_errors_and_lose_nothing() {
             None,
             400,
             Some("cursor"),
+        ),
+        ("GET", format!("{path}?after=-1"), None, 400, Some("after")),
+        (
+            "GET",
+            format!("{path}?after=latest"),
+            None,
+            400,
+            Some("after"),
+        ),
+        (
+            "GET",
+            format!("{path}?after=1&cursor=Yzp4"),
+            None,
+            400,
+            Some("after"),
         ),
         ("GET", format!("{path}?limit=0"), None, 400, Some("limit")),
         ("GET", format!("{path}?limit=201"), None, 400, Some("limit")),

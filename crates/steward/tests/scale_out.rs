@@ -7,8 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,29 +79,9 @@ fn start(env: &Env, name: &str, retention: &str) -> Process {
     if let Some(blobs) = &s.blob_url {
         cmd.arg("--blob-url").arg(blobs);
     }
-    let mut child = cmd
-        .env_remove("STEWARD_MASTER_KEY")
-        .env("STEWARD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(rest) = line.split("serving on ").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("{name} did not start: {:?}", log.lock().unwrap()));
+    cmd.env_remove("STEWARD_MASTER_KEY")
+        .env("STEWARD_LOG", "info");
+    let (child, base, log) = common::spawn_server(cmd);
     Process { child, base, log }
 }
 
@@ -529,15 +508,5 @@ async fn logout_and_disable_close_sockets_on_every_process() {
 /// The close code the server sent, within 5 s (well under the 30 s session
 /// check that would close it anyway).
 async fn closed(ws: &mut Ws) -> Option<u16> {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return None,
-                Some(Ok(WsMessage::Close(c))) => return c.map(|c| u16::from(c.code)),
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("closed within 5 s, not by the 30 s session check")
+    common::close_code(ws, Duration::from_secs(5)).await
 }

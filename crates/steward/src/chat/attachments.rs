@@ -107,6 +107,23 @@ pub(crate) fn from_row(r: &Row, key: Option<&DataKey>) -> Result<Attachment> {
     })
 }
 
+/// Rows of [`of_messages`] as attachments per message id, each name opened
+/// with its uploader's key (from `key_of`; none once erased).
+pub(crate) fn by_message(
+    files: &[Row],
+    mut key_of: impl FnMut(&str) -> Result<Option<DataKey>>,
+) -> Result<std::collections::HashMap<i64, Vec<Attachment>>> {
+    let mut out: std::collections::HashMap<i64, Vec<Attachment>> = std::collections::HashMap::new();
+    for f in files {
+        let (Some(seq), uploader) = (f.opt_i64(3)?, f.text(2)?) else {
+            continue;
+        };
+        let key = key_of(&uploader)?;
+        out.entry(seq).or_default().push(from_row(f, key.as_ref())?);
+    }
+    Ok(out)
+}
+
 /// The attachments of messages, in message and upload order.
 pub(crate) fn of_messages(c: &mut dyn Conn, seqs: &[i64]) -> StoreResult<Vec<Row>> {
     let mut out = Vec::new();

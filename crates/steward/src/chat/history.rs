@@ -18,7 +18,7 @@ use steward_crypto::DataKey;
 use steward_policy::UseError;
 use steward_store::{Conn, Row, StoreResult, Value, params, placeholders};
 
-use super::attachments::{self, Attachment};
+use super::attachments;
 use super::conversations::{self, ConversationPage};
 use super::{
     CATEGORY, EMPLOYER, Message, MessagePage, Receipt, ReceiptState, check_limit, decode_cursor,
@@ -258,17 +258,7 @@ fn build(
         }
         Ok(keys.get(s).cloned().flatten())
     };
-    let mut by_file: HashMap<i64, Vec<Attachment>> = HashMap::new();
-    for f in &files {
-        let (Some(seq), uploader) = (f.opt_i64(3)?, f.text(2)?) else {
-            continue;
-        };
-        let key = key_of(&uploader)?;
-        by_file
-            .entry(seq)
-            .or_default()
-            .push(attachments::from_row(f, key.as_ref())?);
-    }
+    let mut by_file = attachments::by_message(&files, &mut key_of)?;
     let mut messages = Vec::with_capacity(rows.len());
     for r in &rows {
         let id = r.i64(0)?;

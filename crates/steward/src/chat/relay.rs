@@ -727,17 +727,7 @@ fn fetch(core: &Steward, hub: &Hub, entries: &[&Entry]) -> Result<Fetched> {
         );
         out.messages.insert(id, message);
     }
-    let mut by_file: HashMap<i64, Vec<attachments::Attachment>> = HashMap::new();
-    for f in &files {
-        let (Some(seq), uploader) = (f.opt_i64(3)?, f.text(2)?) else {
-            continue;
-        };
-        let key = key_of(&uploader)?;
-        by_file
-            .entry(seq)
-            .or_default()
-            .push(attachments::from_row(f, key.as_ref())?);
-    }
+    let mut by_file = attachments::by_message(&files, &mut key_of)?;
     for r in &rows {
         let id = r.i64(0)?;
         let sender = r.opt_text(2)?;

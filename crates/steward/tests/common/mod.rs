@@ -454,3 +454,71 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// Starts a `steward serve` command (its stderr is read here) and waits, at
+/// most 60 s, for the address it serves on. Returns the child, the base URL
+/// and every line it logs.
+pub fn spawn_server(
+    mut cmd: std::process::Command,
+) -> (
+    std::process::Child,
+    String,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("serving on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+            if let Ok(mut l) = sink.lock() {
+                l.push(line);
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the server did not start: {:?}",
+                log.lock().map(|l| l.clone())
+            )
+        });
+    (child, base, log)
+}
+
+/// The code of the close frame a WebSocket receives next (other frames are
+/// skipped); `None` when it ends without one. Fails after `within`.
+pub async fn close_code<S>(ws: &mut S, within: std::time::Duration) -> Option<u16>
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the server closed the socket within {within:?}"))
+}
