@@ -92,6 +92,23 @@ async fn quiet(ws: &mut Ws) {
     }
 }
 
+/// Holds the database's write lock for `how_long` on a thread of its own
+/// (another writer), returning once it is held.
+fn hold_database(core: &Arc<Steward>, how_long: Duration) -> std::thread::JoinHandle<()> {
+    let (held, holding) = std::sync::mpsc::channel();
+    let core = core.clone();
+    let busy = std::thread::spawn(move || {
+        core.write(&steward::access::Actor::system("test"), |_tx| {
+            held.send(()).unwrap();
+            std::thread::sleep(how_long);
+            Ok(())
+        })
+        .unwrap()
+    });
+    holding.recv().unwrap();
+    busy
+}
+
 /// The code of the close frame the server sends next (frames before it are
 /// skipped); `None` when the socket ends without one. Fails after 10 s.
 async fn close_code(ws: &mut Ws) -> Option<u16> {
@@ -1185,19 +1202,7 @@ async fn a_stopping_server_closes_the_sockets_and_records_their_end_first() {
     // The database is busy as the server stops (another writer holds it for a
     // moment), so recording the ends takes a while; still, by the time `serve`
     // returns every end is recorded, without the clients reading anything ...
-    let (held, holding) = std::sync::mpsc::channel();
-    let busy = std::thread::spawn({
-        let core = core.clone();
-        move || {
-            core.write(&steward::access::Actor::system("test"), |_tx| {
-                held.send(()).unwrap();
-                std::thread::sleep(Duration::from_millis(500));
-                Ok(())
-            })
-            .unwrap()
-        }
-    });
-    holding.recv().unwrap();
+    let busy = hold_database(&core, Duration::from_millis(500));
     server.stop().await;
     assert_eq!(
         count(
@@ -1230,19 +1235,7 @@ async fn a_stopping_server_answers_queued_sends_before_closing() {
         .unwrap()
         .to_owned();
     let mut ws = connect(&server, &ann_t).await;
-    let (held, holding) = std::sync::mpsc::channel();
-    let busy = std::thread::spawn({
-        let core = core.clone();
-        move || {
-            core.write(&steward::access::Actor::system("test"), |_tx| {
-                held.send(()).unwrap();
-                std::thread::sleep(Duration::from_millis(700));
-                Ok(())
-            })
-            .unwrap()
-        }
-    });
-    holding.recv().unwrap();
+    let busy = hold_database(&core, Duration::from_millis(700));
     for i in 0..50 {
         send(
             &mut ws,
