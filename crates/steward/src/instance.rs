@@ -16,7 +16,7 @@
 //! (see `docs/OPERATIONS.md`, "Running several processes").
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -48,6 +48,20 @@ fn open(settings: &Settings) -> Result<std::fs::File> {
         .map_err(|e| Error::invalid("data-dir", format!("cannot open {}: {e}", p.display())))
 }
 
+/// Takes an exclusive `flock` of `file` if no one holds it (`None` when
+/// someone does); the operating system lets go when the file is closed or
+/// the process ends.
+pub(crate) fn try_lock_file(file: std::fs::File, path: &Path) -> Result<Option<std::fs::File>> {
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::invalid(
+            "data-dir",
+            format!("cannot lock {}: {e}", path.display()),
+        )),
+    }
+}
+
 fn in_use(settings: &Settings, what: &str) -> Error {
     let holder = std::fs::read_to_string(path(settings))
         .ok()
@@ -67,19 +81,9 @@ pub fn claim_for_server(settings: &Settings, listen: &str) -> Result<Option<Serv
     if !on_sqlite(settings) {
         return Ok(None);
     }
-    let mut file = open(settings)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(in_use(settings, "a second server cannot open it"));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::invalid(
-                "data-dir",
-                format!("cannot lock {}: {e}", path(settings).display()),
-            ));
-        }
-    }
+    let Some(mut file) = try_lock_file(open(settings)?, &path(settings))? else {
+        return Err(in_use(settings, "a second server cannot open it"));
+    };
     let text = format!(
         "pid {} since {} on {listen}\n",
         std::process::id(),
@@ -102,16 +106,11 @@ pub fn require_no_server(settings: &Settings, what: &str) -> Result<()> {
     if !on_sqlite(settings) || !settings.data_dir.exists() {
         return Ok(());
     }
-    let file = open(settings)?;
-    match file.try_lock() {
-        Ok(()) => {
+    match try_lock_file(open(settings)?, &path(settings))? {
+        Some(file) => {
             let _ = file.unlock();
             Ok(())
         }
-        Err(std::fs::TryLockError::WouldBlock) => Err(in_use(settings, what)),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::invalid(
-            "data-dir",
-            format!("cannot lock {}: {e}", path(settings).display()),
-        )),
+        None => Err(in_use(settings, what)),
     }
 }

@@ -65,21 +65,18 @@ pub fn holder() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// The advisory lock key of a job: FNV-1a of the schema and the job's name,
-/// so that instances in different schemas of one database (and test runs)
-/// do not hold each other's jobs.
-fn key(core: &Steward, job: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let schema = core.settings.database_schema.as_deref().unwrap_or("");
-    for b in "steward-job\0"
-        .bytes()
-        .chain(schema.bytes())
-        .chain([0])
-        .chain(job.bytes())
-    {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+/// The advisory lock key of a job: the namespace `JOBS` in the high 32 bits
+/// (apart from the per-tenant locks' namespaces, `tenants::TenantLock`), a
+/// hash (FNV-1a) of the schema and the job's name in the low ones, so that
+/// instances in different schemas of one database (and test runs) do not
+/// hold each other's jobs.
+fn key(schema: Option<&str>, job: &str) -> i64 {
+    let schema = schema.unwrap_or("");
+    let mut h: u32 = 0x811C_9DC5;
+    for b in schema.bytes().chain([0]).chain(job.bytes()) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
-    h as i64
+    (i64::from(u32::from_be_bytes(*b"JOBS")) << 32) | i64::from(h)
 }
 
 /// Takes the job's lock if no process holds it.
@@ -90,7 +87,7 @@ pub fn try_lock(core: &Steward, job: &str) -> Result<Option<JobLock>> {
                 .db
                 .session()?
                 .ok_or_else(|| Error::Internal("no PostgreSQL session".into()))?;
-            let key = key(core, job);
+            let key = key(core.settings.database_schema.as_deref(), job);
             Ok(session.try_lock(key)?.then(|| JobLock {
                 held: Held::Postgres {
                     session: Box::new(session),
@@ -109,16 +106,11 @@ pub fn try_lock(core: &Steward, job: &str) -> Result<Option<JobLock>> {
                 .write(true)
                 .open(&path)
                 .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
-            match file.try_lock() {
-                Ok(()) => Ok(Some(JobLock {
+            Ok(
+                crate::instance::try_lock_file(file, &path)?.map(|file| JobLock {
                     held: Held::File(file),
-                })),
-                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-                Err(std::fs::TryLockError::Error(e)) => Err(Error::Internal(format!(
-                    "cannot lock {}: {e}",
-                    path.display()
-                ))),
-            }
+                }),
+            )
         }
     }
 }
@@ -205,11 +197,7 @@ pub fn exclusive<T>(core: &Steward, job: &str, f: impl FnOnce() -> Result<T>) ->
             "a {job} run is in progress in another process{by}: try again when it has finished"
         )));
     };
-    started(core, job, crate::clock::now())?;
-    let out = f();
-    finished(core, job);
-    drop(lock);
-    out
+    run_held(core, job, lock, crate::clock::now(), f)
 }
 
 /// Runs `f` if the job is due (see the module documentation) and no process
@@ -227,11 +215,22 @@ pub fn run_if_due<T>(
     if !due(state(core, job)?.as_ref(), every, now) {
         return Ok(None);
     }
+    run_held(core, job, lock, now, f).map(Some)
+}
+
+/// Runs `f` as a recorded run of `job`, whose lock is held, then lets go.
+fn run_held<T>(
+    core: &Steward,
+    job: &str,
+    lock: JobLock,
+    now: i64,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     started(core, job, now)?;
     let out = f();
     finished(core, job);
     drop(lock);
-    out.map(Some)
+    out
 }
 
 /// How often a scheduler looks whether a job run every `every` is due: a
@@ -265,6 +264,15 @@ mod tests {
         // Started after it last finished: its process died mid-run.
         assert!(due(Some(&st(Some(990), Some(960))), every, 1_000));
         assert!(due(Some(&st(Some(990), None)), every, 1_000));
+    }
+
+    #[test]
+    fn job_lock_keys_are_apart_from_tenant_locks_and_per_schema() {
+        let k = key(Some("t_1"), "retention");
+        assert_eq!((k >> 32) as u32, u32::from_be_bytes(*b"JOBS"));
+        assert_ne!(k, key(Some("t_2"), "retention"));
+        assert_ne!(k, key(Some("t_1"), "other"));
+        assert_eq!(key(None, "retention"), key(Some(""), "retention"));
     }
 
     #[test]

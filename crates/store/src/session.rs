@@ -20,8 +20,6 @@ use crate::{StoreError, StoreResult};
 pub struct Notification {
     pub channel: String,
     pub payload: String,
-    /// The backend process id of the connection that sent it.
-    pub sender_pid: i32,
 }
 
 /// A dedicated PostgreSQL connection (see the module documentation).
@@ -98,25 +96,11 @@ impl Session {
         }
         Ok(out)
     }
-
-    /// Whether the connection still answers (a round trip).
-    pub fn alive(&mut self) -> bool {
-        self.client.simple_query("SELECT 1").is_ok()
-    }
-
-    /// Sends a notification outside any transaction (delivered at once).
-    pub fn notify(&mut self, channel: &str, payload: &str) -> StoreResult<()> {
-        self.client
-            .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
-            .map_err(crate::postgres_driver::map_err)?;
-        Ok(())
-    }
 }
 
 fn convert(n: &postgres::Notification) -> Notification {
     Notification {
         channel: n.channel().to_owned(),
         payload: n.payload().to_owned(),
-        sender_pid: n.process_id(),
     }
 }

@@ -97,7 +97,7 @@ impl Broker {
     }
 
     /// Starts listening on `channel`: a thread that calls `handler` with each
-    /// batch of payloads, in commit order, until `stop` is set. Returns once
+    /// batch of payloads, in the order they were sent, until `stop` is set. Returns once
     /// the first `LISTEN` is in place (or failed: then the thread keeps
     /// trying, and its first success is reported as a [`Delivery::Gap`]), so
     /// that nothing committed after this call is missed.

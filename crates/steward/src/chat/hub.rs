@@ -36,7 +36,13 @@ impl Outbox {
         self.pending.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The writer put an operation's answer in the outbox.
+    /// Queues the writer's answer to one of this connection's operations.
+    pub fn answer(&self, frame: &Arc<str>) {
+        self.push(frame);
+        self.answered();
+    }
+
+    /// An operation of this connection was answered (or never queued).
     pub fn answered(&self) {
         let _ = self
             .pending

@@ -337,7 +337,7 @@ impl Chat {
     pub fn close_session(&self, session: &[u8; 32]) {
         self.hub.close_session(session);
         self.relay.close(relay::Entry::CloseSession {
-            h: relay::to_hex(session),
+            h: relay::encode_session(session),
         });
     }
 

@@ -38,10 +38,10 @@ use serde::{Deserialize, Serialize};
 use steward_crypto::DataKey;
 use steward_store::{Conn, Row, StoreResult, Value, params, placeholders};
 
-use super::hub::Hub;
-use super::sequence::Sequencer;
 use base64ct::{Base64UrlUnpadded, Encoding};
 
+use super::hub::Hub;
+use super::sequence::Sequencer;
 use super::{Message, Receipt, ReceiptState, ServerFrame, attachments};
 use crate::broker::{Broker, Delivery, MAX_PAYLOAD};
 use crate::core::{Steward, fields};
@@ -65,10 +65,9 @@ pub const INLINE_BODY_BYTES: usize = 2_048;
 /// listener is behind (it cannot keep up): it stops reading the backlog,
 /// closes its sockets (their clients read the history) and skips ahead until
 /// notifications are fresh again, instead of falling ever further behind
-/// (and filling PostgreSQL's notification queue). The age counts from
-/// before the batch's commit, so a commit slowed by load counts too: the
-/// limit is generous. Wall clocks of the machines must agree to well within
-/// it (NTP).
+/// (and filling PostgreSQL's notification queue). The age counts from when
+/// the sending process's publisher sent it. Wall clocks of the machines must
+/// agree to well within it (NTP).
 pub const LAG_LIMIT_MS: i64 = 10_000;
 
 /// One frame for one subject's open sockets, except one.
@@ -123,7 +122,8 @@ pub(crate) enum Entry {
     /// Close every socket of a subject.
     #[serde(rename = "x")]
     CloseSubject { who: String },
-    /// Close every socket opened with a session (hex SHA-256 of its token).
+    /// Close every socket opened with a session (SHA-256 of its token,
+    /// base64url).
     #[serde(rename = "q")]
     CloseSession { h: String },
 }
@@ -163,7 +163,7 @@ pub(crate) struct Shared {
     /// This process's pushes of messages, in each conversation's commit order.
     order: Mutex<Sequencer<Push>>,
     /// Committed batches' entries for the publisher thread.
-    outgoing: Mutex<std::sync::mpsc::Sender<Vec<Entry>>>,
+    outgoing: std::sync::mpsc::Sender<Vec<Entry>>,
     /// Set while the listener skips a backlog (see [`LAG_LIMIT_MS`]).
     shedding: AtomicBool,
 }
@@ -186,7 +186,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             broker: broker.clone(),
             order: Mutex::new(Sequencer::default()),
-            outgoing: Mutex::new(outgoing),
+            outgoing,
             shedding: AtomicBool::new(false),
         });
         let publisher = broker.clone();
@@ -201,11 +201,6 @@ impl Relay {
             tracing::error!(error = %e, "chat: cannot listen to other processes");
         }
         Relay::Broker(shared)
-    }
-
-    /// Whether messages must name their predecessor (several processes).
-    pub(crate) fn sequenced(&self) -> bool {
-        matches!(self, Relay::Broker(_))
     }
 
     /// After a batch committed: pushes its events to this process's sockets
@@ -236,12 +231,7 @@ impl Relay {
                 entries.push(entry);
             }
         }
-        let sent = s
-            .outgoing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(entries);
-        if sent.is_err() {
+        if s.outgoing.send(entries).is_err() {
             tracing::error!("chat: the publisher is gone; other processes will read the history");
         }
     }
@@ -250,12 +240,12 @@ impl Relay {
     /// itself). Blocking (one statement). Failing is logged: their session
     /// check closes them within `SESSION_RECHECK` anyway.
     pub(crate) fn close(&self, entry: Entry) {
-        if let Relay::Broker(s) = self {
-            for payload in payloads(s.broker.instance(), vec![entry]) {
-                if let Err(e) = s.broker.publish_now(CHANNEL, &[payload]) {
-                    tracing::warn!(error = %e, "chat: could not tell other processes to close sockets");
-                }
-            }
+        if let Relay::Broker(s) = self
+            && let Err(e) = s
+                .broker
+                .publish_now(CHANNEL, &payloads(s.broker.instance(), vec![entry]))
+        {
+            tracing::warn!(error = %e, "chat: could not tell other processes to close sockets");
         }
     }
 }
@@ -335,9 +325,12 @@ impl Shared {
             Delivery::Idle => Vec::new(),
             Delivery::Payloads(p) => p,
         };
-        let me = self.broker.instance();
+        // This process pushed its own at commit: they are recognised by their
+        // first field (`o`, the sender) without being parsed.
+        let own = format!("{{\"o\":\"{}\"", self.broker.instance());
         let notices: Vec<Notice> = payloads
             .iter()
+            .filter(|p| !p.starts_with(&own))
             .filter_map(|p| match serde_json::from_str::<Notice>(p) {
                 Ok(n) => Some(n),
                 Err(e) => {
@@ -345,8 +338,6 @@ impl Shared {
                     None
                 }
             })
-            // This process pushed its own at commit.
-            .filter(|n| n.o != me)
             .collect();
         // Behind by more than the limit: skip what is stale, once closing
         // every socket (their clients catch up from the history).
@@ -410,7 +401,7 @@ impl Shared {
             match e {
                 Entry::CloseSubject { who } => hub.close_subject(who),
                 Entry::CloseSession { h } => {
-                    if let Some(hash) = from_hex(h) {
+                    if let Some(hash) = session_hash(h) {
                         hub.close_session(&hash);
                     }
                 }
@@ -475,19 +466,13 @@ impl Shared {
     }
 }
 
-pub(crate) fn to_hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A session token's hash as a notice carries it (base64url).
+pub(crate) fn encode_session(hash: &[u8; 32]) -> String {
+    Base64UrlUnpadded::encode_string(hash)
 }
 
-fn from_hex(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+fn session_hash(text: &str) -> Option<[u8; 32]> {
+    Base64UrlUnpadded::decode_vec(text).ok()?.try_into().ok()
 }
 
 /// What the database says about other processes' entries, for this
@@ -911,6 +896,8 @@ mod tests {
         let mut back = Vec::new();
         for p in &out {
             assert!(p.len() <= MAX_PAYLOAD, "{}", p.len());
+            // The listener recognises its own notices by this prefix.
+            assert!(p.starts_with(r#"{"o":"abc""#), "{p}");
             let n: Notice = serde_json::from_str(p).unwrap();
             assert_eq!(n.o, "abc");
             back.extend(n.e);
@@ -944,9 +931,10 @@ mod tests {
     }
 
     #[test]
-    fn session_hashes_round_trip_through_hex() {
+    fn session_hashes_round_trip_through_base64url() {
         let h = [0xab; 32];
-        assert_eq!(from_hex(&to_hex(&h)), Some(h));
-        assert_eq!(from_hex("zz"), None);
+        assert_eq!(session_hash(&encode_session(&h)), Some(h));
+        assert_eq!(session_hash("zz"), None);
+        assert_eq!(session_hash(&encode_session(&h)[..20]), None);
     }
 }

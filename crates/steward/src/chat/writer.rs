@@ -8,23 +8,27 @@
 //! already queued (up to [`BATCH_MAX`]) and applies them all in one transaction:
 //!
 //! 1. the policy check of `chat` for `provision` (once), and consent per sender
-//!    when a custom policy asks for it;
+//!    when a custom policy asks for it; on PostgreSQL, the rows of the
+//!    conversations sent to locked, then their newest message ids read
+//!    (several processes may write one conversation, see [`Ids`]);
 //! 2. the members of every conversation named (one query for them all): an
 //!    operation by someone who is not a member of a conversation of their
 //!    tenant is refused with 404, alone;
-//! 3. ids for the batch's messages and receipts from the lane's block of the
-//!    `chat` counter (a new block of [`ID_BLOCK`] taken in the batch when it
-//!    runs out), the rows through `Conn::copy_in` (a prepared insert on SQLite,
-//!    one multi-row INSERT or binary COPY on PostgreSQL), the files taken;
+//! 3. ids for the batch's messages and receipts (SQLite: from the lane's block
+//!    of the `chat` counter, a new block of [`ID_BLOCK`] taken in the batch
+//!    when it runs out; PostgreSQL: from the `chat_ids` sequence), the rows
+//!    through `Conn::copy_in` (a prepared insert on SQLite, one multi-row
+//!    INSERT or binary COPY on PostgreSQL), the files taken;
 //! 4. each mark: one `UPDATE … RETURNING` that moves the receipts forward and
 //!    names each one's sender (to notify);
 //! 5. the retention clocks of the subjects who acted (one statement, subjects
 //!    in id order so lanes never deadlock), except those this lane moved less
 //!    than [`TOUCH_EVERY`] seconds ago.
 //!
-//! After the commit, each operation is answered (its connection's outbox, or
-//! the caller waiting on it) and the stored messages and status events are
-//! pushed through the hub. A failed transaction (the database, not one
+//! After the commit, the stored messages and status events are pushed through
+//! the relay (`relay.rs`: this process's sockets, and an announcement to the
+//! other processes) and each operation is answered (its connection's outbox,
+//! or the caller waiting on it). A failed transaction (the database, not one
 //! operation) refuses every operation of the batch with that error. Nothing is
 //! acknowledged before it is committed, and nothing is pushed that was not.
 //!
@@ -222,21 +226,41 @@ impl Ids {
 }
 
 /// PostgreSQL: locks the rows of the conversations a batch sends to, in id
-/// order (so that batches never deadlock), until it commits. See [`Ids`].
-fn lock_conversations(tx: &mut Tx<'_>, conversations: &[&str]) -> Result<()> {
+/// order (so that batches never deadlock), until it commits, and then returns
+/// each one's newest message id (the predecessor of the batch's first message
+/// there; see `relay.rs`). See [`Ids`].
+///
+/// Two statements, not one: under READ COMMITTED a statement reads from the
+/// snapshot it started with, so a `MAX(seq)` in the locking statement itself
+/// would be read *before* waiting for another batch's lock and miss the
+/// messages that batch committed meanwhile (the scale-out test's order check
+/// fails that way).
+fn lock_conversations(tx: &mut Tx<'_>, conversations: &[&str]) -> Result<HashMap<String, i64>> {
+    let mut newest = HashMap::new();
     if tx.conn.backend() != steward_store::Backend::Postgres || conversations.is_empty() {
-        return Ok(());
+        return Ok(newest);
     }
     for chunk in conversations.chunks(IN_CHUNK) {
+        let args: Vec<Value> = chunk.iter().map(|c| Value::from(*c)).collect();
+        let list = placeholders(1, chunk.len());
         tx.conn.query(
             &format!(
-                "SELECT id FROM chat_conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                placeholders(1, chunk.len())
+                "SELECT id FROM chat_conversations WHERE id IN ({list}) ORDER BY id FOR UPDATE"
             ),
-            &chunk.iter().map(|c| Value::from(*c)).collect::<Vec<_>>(),
+            &args,
         )?;
+        let rows = tx.conn.query(
+            &format!(
+                "SELECT conversation_id, MAX(seq) FROM chat_messages \
+                 WHERE conversation_id IN ({list}) GROUP BY conversation_id"
+            ),
+            &args,
+        )?;
+        for r in rows {
+            newest.insert(r.text(0)?, r.i64(1)?);
+        }
     }
-    Ok(())
+    Ok(newest)
 }
 
 /// How far a subject's retention clock (`subjects.last_engagement_at`) may
@@ -312,9 +336,7 @@ pub(crate) fn run(core: &Steward, hub: &Hub, relay: &Relay, mut queue: mpsc::Rec
         }
         let started = Instant::now();
         let mut reserved = ids;
-        let done = core.write(&actor, |tx| {
-            apply(tx, &ops, &mut reserved, &touched, hub, relay)
-        });
+        let done = core.write(&actor, |tx| apply(tx, &ops, &mut reserved, &touched, hub));
         let (results, events) = match done {
             Ok(batch) => {
                 ids = reserved;
@@ -369,7 +391,6 @@ fn apply(
     ids: &mut Ids,
     touched: &Touched,
     hub: &Hub,
-    relay: &Relay,
 ) -> Result<Batch> {
     if !tx.core.settings.chat_synchronous_commit
         && tx.conn.backend() == steward_store::Backend::Postgres
@@ -400,13 +421,8 @@ fn apply(
         .collect::<BTreeSet<&str>>()
         .into_iter()
         .collect();
-    lock_conversations(tx, &sending)?;
     // Several processes: each message names its predecessor (sequence.rs).
-    let mut newest = if relay.sequenced() {
-        newest_ids(tx, &sending)?
-    } else {
-        HashMap::new()
-    };
+    let mut newest = lock_conversations(tx, &sending)?;
     let mut members: HashMap<String, (String, Arc<Vec<String>>)> = HashMap::new();
     let named: Vec<&str> = named.into_iter().collect();
     for chunk in named.chunks(IN_CHUNK) {
@@ -538,26 +554,6 @@ fn apply(
         at: tx.at,
         events,
     })
-}
-
-/// The newest message id of each conversation, read while the batch holds
-/// their locks (so no other batch adds one before this one commits).
-fn newest_ids(tx: &mut Tx<'_>, conversations: &[&str]) -> Result<HashMap<String, i64>> {
-    let mut out = HashMap::new();
-    for chunk in conversations.chunks(IN_CHUNK) {
-        let rows = tx.conn.query(
-            &format!(
-                "SELECT conversation_id, MAX(seq) FROM chat_messages WHERE conversation_id IN ({}) \
-                 GROUP BY conversation_id",
-                placeholders(1, chunk.len())
-            ),
-            &chunk.iter().map(|c| Value::from(*c)).collect::<Vec<_>>(),
-        )?;
-        for r in rows {
-            out.insert(r.text(0)?, r.i64(1)?);
-        }
-    }
-    Ok(out)
 }
 
 /// What a batch tells the other processes (ids) and pushes to sockets
@@ -801,34 +797,28 @@ const IN_CHUNK: usize = 500;
 fn answer(op: Op, result: Result<Applied>) {
     match (op, result) {
         (Op::Send(s), Ok(Applied::Sent { message, .. })) => match s.reply {
-            Reply::Socket(o) => {
-                o.push(
-                    &ServerFrame::Sent {
-                        client_id: s.client_id,
-                        message,
-                    }
-                    .to_text(),
-                );
-                o.answered();
-            }
+            Reply::Socket(o) => o.answer(
+                &ServerFrame::Sent {
+                    client_id: s.client_id,
+                    message,
+                }
+                .to_text(),
+            ),
             Reply::Once(tx) => {
                 let _ = tx.send(Ok(Done::Sent(message)));
             }
         },
         (Op::Mark(m), Ok(Applied::Marked { changed, .. })) => match m.reply {
-            Reply::Socket(o) => {
-                o.push(
-                    &ServerFrame::Marked {
-                        client_id: m.client_id,
-                        conversation_id: m.conversation_id,
-                        state: m.mark,
-                        up_to: m.up_to,
-                        changed,
-                    }
-                    .to_text(),
-                );
-                o.answered();
-            }
+            Reply::Socket(o) => o.answer(
+                &ServerFrame::Marked {
+                    client_id: m.client_id,
+                    conversation_id: m.conversation_id,
+                    state: m.mark,
+                    up_to: m.up_to,
+                    changed,
+                }
+                .to_text(),
+            ),
             Reply::Once(tx) => {
                 let _ = tx.send(Ok(Done::Marked(changed)));
             }
@@ -844,10 +834,7 @@ fn answer(op: Op, result: Result<Applied>) {
             };
             match op {
                 Op::Send(SendOp { reply, .. }) | Op::Mark(MarkOp { reply, .. }) => match reply {
-                    Reply::Socket(o) => {
-                        o.push(&ServerFrame::error(client_id, &e).to_text());
-                        o.answered();
-                    }
+                    Reply::Socket(o) => o.answer(&ServerFrame::error(client_id, &e).to_text()),
                     Reply::Once(tx) => {
                         let _ = tx.send(Err(e));
                     }
