@@ -8,6 +8,7 @@ mod auth;
 mod cdr;
 mod chat;
 mod contacts;
+mod contract;
 mod credit;
 mod directory;
 mod enquiries;
@@ -56,7 +57,8 @@ pub struct AppState {
     /// a burst of logins cannot starve every other request.
     pub(crate) login_gate: Arc<Semaphore>,
     metrics: PrometheusHandle,
-    openapi: Arc<OpenApi>,
+    /// The OpenAPI document as served: utoipa's, completed by [`contract`].
+    openapi: Arc<serde_json::Value>,
 }
 
 /// The error body every endpoint uses.
@@ -117,8 +119,11 @@ impl From<Error> for ApiError {
             e.to_string()
         };
         let mut err = ApiError::new(status, e.code(), message, e.field().map(str::to_owned));
-        if let Error::Throttled(secs) = e {
-            err.retry_after = Some(secs);
+        match e {
+            Error::Throttled(secs) => err.retry_after = Some(secs),
+            // A busy or unreachable database: a client may retry shortly.
+            Error::Busy(_) => err.retry_after = Some(1),
+            _ => {}
         }
         err
     }
@@ -217,6 +222,8 @@ pub fn api_routes() -> (Router<AppState>, OpenApi) {
 /// started (whose sockets close when the server stops).
 pub fn app(core: Arc<Steward>) -> (Router, Arc<Chat>) {
     let (api, openapi) = api_routes();
+    let mut openapi = serde_json::to_value(&openapi).unwrap_or_default();
+    contract::complete(&mut openapi);
     let chat = Chat::start(core.clone());
     let state = AppState {
         core,

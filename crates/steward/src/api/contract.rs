@@ -1,0 +1,168 @@
+//! The OpenAPI document as the exact contract: what every route shares is added
+//! here once, from what the route declares, instead of by hand on each route.
+//!
+//! Each handler declares its own answers (its success, and the refusals its
+//! domain operation gives: 403, 404, 409, …). The answers that come from the
+//! extractors and layers every route passes through are added below, by rule:
+//!
+//! | the operation has                  | it can also answer                                  |
+//! |------------------------------------|-----------------------------------------------------|
+//! | `security` (the `Authed` extractor) | 401: no token, or one unknown, expired or revoked  |
+//! | parameters or a request body       | 400: a parameter or the body malformed              |
+//! | path parameters                    | 404: no such resource (or not one the caller sees) |
+//! | a JSON request body                | 413 (over [`MAX_JSON_BODY`](super::MAX_JSON_BODY)), 415 (not JSON) |
+//! | anything                           | 500 (see the server log), 503 with `Retry-After` (the database is busy or unreachable) |
+//!
+//! A route that answers something else declares it itself; the contract test
+//! (`tests/contract.rs`, Schemathesis) fails on any answer the document does
+//! not declare.
+
+use serde_json::{Map, Value, json};
+
+const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+/// The answer every route may give for `status`, by rule, with its description.
+fn shared(status: &str) -> Value {
+    let (description, retry) = match status {
+        "400" => (
+            "invalid: a parameter or the body is malformed; `field` names it",
+            false,
+        ),
+        "401" => (
+            "unauthenticated: no bearer token, or one that is unknown, expired or revoked",
+            false,
+        ),
+        "404" => (
+            "not_found: no such resource, or none the caller may see",
+            false,
+        ),
+        "413" => ("payload_too_large: the body is over the limit", false),
+        "415" => (
+            "the body is not sent as Content-Type: application/json",
+            false,
+        ),
+        "500" => ("internal: see the server log", false),
+        _ => (
+            "busy: the database is busy or unreachable; retry after the time given",
+            true,
+        ),
+    };
+    let mut response = json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    });
+    if retry {
+        response["headers"] = json!({
+            "Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        });
+    }
+    response
+}
+
+/// Adds the shared answers to every operation of `doc` (an OpenAPI 3.1
+/// document as JSON) that lacks them.
+pub(crate) fn complete(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for method in METHODS {
+            if let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) {
+                complete_operation(op);
+            }
+        }
+    }
+}
+
+fn complete_operation(op: &mut Map<String, Value>) {
+    let secured = op
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty());
+    let params: Vec<&str> = op
+        .get("parameters")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("in").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let in_path = params.contains(&"path");
+    let has_params = !params.is_empty();
+    let body_types: Vec<String> = op
+        .get("requestBody")
+        .and_then(|b| b.get("content"))
+        .and_then(Value::as_object)
+        .map(|c| c.keys().cloned().collect())
+        .unwrap_or_default();
+    let json_body = body_types.iter().any(|t| t == "application/json");
+
+    let mut add: Vec<&str> = Vec::new();
+    if secured {
+        add.push("401");
+    }
+    if has_params || !body_types.is_empty() {
+        add.push("400");
+    }
+    if in_path {
+        add.push("404");
+    }
+    if json_body {
+        add.extend(["413", "415"]);
+    }
+    add.extend(["500", "503"]);
+
+    let responses = op
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    let Some(responses) = responses else {
+        return;
+    };
+    for status in add {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| shared(status));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_by_rule_and_keeps_what_a_route_declares() {
+        let mut doc = json!({"paths": {
+            "/a/{id}": {"post": {
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "id", "in": "path"}],
+                "requestBody": {"content": {"application/json": {}}},
+                "responses": {"201": {"description": "made"}, "404": {"description": "mine"}},
+            }},
+            "/public": {"get": {"responses": {"200": {"description": "ok"}}}},
+        }});
+        complete(&mut doc);
+        let a = doc["paths"]["/a/{id}"]["post"]["responses"]
+            .as_object()
+            .unwrap();
+        let codes: Vec<&str> = a.keys().map(String::as_str).collect();
+        assert_eq!(
+            codes,
+            ["201", "400", "401", "404", "413", "415", "500", "503"]
+        );
+        assert_eq!(a["404"]["description"], "mine", "a route's own answer stays");
+        assert!(a["503"]["headers"]["Retry-After"].is_object());
+        let public = doc["paths"]["/public"]["get"]["responses"]
+            .as_object()
+            .unwrap();
+        let codes: Vec<&str> = public.keys().map(String::as_str).collect();
+        assert_eq!(codes, ["200", "500", "503"], "no 401, 400 or 404 by rule");
+    }
+}
