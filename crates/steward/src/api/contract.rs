@@ -16,8 +16,84 @@
 //! A route that answers something else declares it itself; the contract test
 //! (`tests/contract.rs`, Schemathesis) fails on any answer the document does
 //! not declare.
+//!
+//! Constraints that depend on the running server (the policy's categories,
+//! purposes and recipients; configured sizes) cannot be written in a handler's
+//! attributes: [`FILLS`] names each such place in the document and what fills
+//! it, at start-up, from the policy and settings the server runs with.
 
 use serde_json::{Map, Value, json};
+
+use crate::core::Steward;
+
+/// A place in the document: `schema:Name.property` (a property of a component
+/// schema) or `param:METHOD /path name` (a parameter of an operation, path as
+/// the document writes it, without `/api/v1`).
+type Target = &'static str;
+
+/// What the running server puts at a [`Target`]: JSON Schema keywords merged
+/// into what is there.
+type Fill = fn(&Steward) -> Value;
+
+/// Every constraint the running policy or settings decide.
+const FILLS: &[(Target, Fill)] = &[];
+
+/// Every category the policy declares.
+pub(crate) fn categories(core: &Steward) -> Vec<String> {
+    core.policy.categories().map(|(id, _)| id.to_owned()).collect()
+}
+
+/// The purposes the policy declares for `category`.
+pub(crate) fn purposes_of(core: &Steward, category: &str) -> Vec<String> {
+    core.policy
+        .category(category)
+        .map(|c| c.purposes.clone())
+        .unwrap_or_default()
+}
+
+/// The recipients the policy declares for `category`.
+pub(crate) fn recipients_of(core: &Steward, category: &str) -> Vec<String> {
+    core.policy
+        .category(category)
+        .map(|c| c.recipients.clone())
+        .unwrap_or_default()
+}
+
+/// Fills every [`FILLS`] target from `core`'s policy and settings. A target
+/// the document lacks is a defect (a renamed schema or parameter) and panics at
+/// start-up in debug builds; the unit test below runs every fill.
+pub(crate) fn fill(doc: &mut Value, core: &Steward) {
+    for (target, f) in FILLS {
+        let found = locate(doc, target).map(|slot| merge(slot, f(core)));
+        debug_assert!(found.is_some(), "contract fill target {target} is not in the document");
+    }
+}
+
+fn locate<'a>(doc: &'a mut Value, target: &str) -> Option<&'a mut Value> {
+    if let Some(rest) = target.strip_prefix("schema:") {
+        let (name, prop) = rest.split_once('.')?;
+        return doc
+            .pointer_mut(&format!("/components/schemas/{name}/properties/{prop}"));
+    }
+    let rest = target.strip_prefix("param:")?;
+    let (method, rest) = rest.split_once(' ')?;
+    let (path, name) = rest.rsplit_once(' ')?;
+    let op = doc
+        .get_mut("paths")?
+        .get_mut(format!("/api/v1{path}"))?
+        .get_mut(method.to_ascii_lowercase())?;
+    op.get_mut("parameters")?
+        .as_array_mut()?
+        .iter_mut()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))?
+        .get_mut("schema")
+}
+
+fn merge(slot: &mut Value, add: Value) {
+    if let (Some(slot), Value::Object(add)) = (slot.as_object_mut(), add) {
+        slot.extend(add);
+    }
+}
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 

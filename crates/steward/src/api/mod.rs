@@ -224,6 +224,7 @@ pub fn app(core: Arc<Steward>) -> (Router, Arc<Chat>) {
     let (api, openapi) = api_routes();
     let mut openapi = serde_json::to_value(&openapi).unwrap_or_default();
     contract::complete(&mut openapi);
+    contract::fill(&mut openapi, &core);
     let chat = Chat::start(core.clone());
     let state = AppState {
         core,
