@@ -42,7 +42,8 @@ pub struct Entry {
     pub category: Option<String>,
     pub purpose: Option<String>,
     pub recipient: Option<String>,
-    #[schema(value_type = Object)]
+    /// Extra facts without personal data (ids, counts, reasons); null when there are none.
+    #[schema(value_type = Option<Object>)]
     pub detail: Json,
 }
 

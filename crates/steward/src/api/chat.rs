@@ -102,7 +102,7 @@ pub struct PageQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1 to 200; default 50.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
 }
 
@@ -119,7 +119,7 @@ pub struct HistoryQuery {
     #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
     /// 1 to 200; default 50.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
 }
 
@@ -279,6 +279,7 @@ pub struct SendMessage {
     #[serde(default)]
     pub attachments: Vec<String>,
     /// Your own id for the message (at most 64 characters), echoed back.
+    #[schema(max_length = 64)]
     pub client_id: Option<String>,
 }
 
@@ -307,6 +308,7 @@ async fn send_message(
 #[serde(deny_unknown_fields)]
 pub struct MarkRequest {
     /// Every message of yours in the conversation up to this id.
+    #[schema(minimum = 1)]
     pub up_to: i64,
 }
 
@@ -447,7 +449,7 @@ pub struct EmployerQuery {
     pub purpose: Option<String>,
     pub cursor: Option<String>,
     /// 1 to 200; default 50.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
 }
 

@@ -36,12 +36,24 @@ type Target = &'static str;
 type Fill = fn(&Steward) -> Value;
 
 /// Every constraint the running policy or settings decide.
-const FILLS: &[(Target, Fill)] = &[];
-
-/// Every category the policy declares.
-pub(crate) fn categories(core: &Steward) -> Vec<String> {
-    core.policy.categories().map(|(id, _)| id.to_owned()).collect()
-}
+const FILLS: &[(Target, Fill)] = &[
+    (
+        "param:GET /subjects/{subject_id} purpose",
+        |core| json!({"enum": purposes_of(core, "contact_details")}),
+    ),
+    ("schema:ExportRequest.recipient", |core| {
+        let mut allowed: Vec<Value> = recipients_of(core, "contact_details")
+            .into_iter()
+            .map(Value::String)
+            .collect();
+        allowed.push(Value::Null);
+        json!({ "enum": allowed })
+    }),
+    (
+        "schema:SendMessage.body",
+        |core| json!({"maxLength": core.settings.chat_max_message_bytes}),
+    ),
+];
 
 /// The purposes the policy declares for `category`.
 pub(crate) fn purposes_of(core: &Steward, category: &str) -> Vec<String> {
@@ -65,15 +77,17 @@ pub(crate) fn recipients_of(core: &Steward, category: &str) -> Vec<String> {
 pub(crate) fn fill(doc: &mut Value, core: &Steward) {
     for (target, f) in FILLS {
         let found = locate(doc, target).map(|slot| merge(slot, f(core)));
-        debug_assert!(found.is_some(), "contract fill target {target} is not in the document");
+        debug_assert!(
+            found.is_some(),
+            "contract fill target {target} is not in the document"
+        );
     }
 }
 
 fn locate<'a>(doc: &'a mut Value, target: &str) -> Option<&'a mut Value> {
     if let Some(rest) = target.strip_prefix("schema:") {
         let (name, prop) = rest.split_once('.')?;
-        return doc
-            .pointer_mut(&format!("/components/schemas/{name}/properties/{prop}"));
+        return doc.pointer_mut(&format!("/components/schemas/{name}/properties/{prop}"));
     }
     let rest = target.strip_prefix("param:")?;
     let (method, rest) = rest.split_once(' ')?;
@@ -210,6 +224,7 @@ fn complete_operation(op: &mut Map<String, Value>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -233,7 +248,10 @@ mod tests {
             codes,
             ["201", "400", "401", "404", "413", "415", "500", "503"]
         );
-        assert_eq!(a["404"]["description"], "mine", "a route's own answer stays");
+        assert_eq!(
+            a["404"]["description"], "mine",
+            "a route's own answer stays"
+        );
         assert!(a["503"]["headers"]["Retry-After"].is_object());
         let public = doc["paths"]["/public"]["get"]["responses"]
             .as_object()
