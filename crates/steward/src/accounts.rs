@@ -233,6 +233,10 @@ pub fn list(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<Vec<Accoun
         "list users",
     )?;
     core.write(actor, |tx| {
+        // Provider staff may name any tenant: one that does not exist is 404.
+        tx.conn
+            .query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id])?
+            .ok_or_else(|| Error::NotFound("tenant".into()))?;
         let rows = tx.conn.query(
             &format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1 ORDER BY created_at, id"

@@ -1110,6 +1110,11 @@ fn by_name(entries: &mut [Entry]) {
 /// The tenant's directory, sorted by name (any account of the tenant).
 pub fn list(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<Vec<Entry>> {
     require_member(actor, tenant_id)?;
+    // Provider staff may name any tenant: one that does not exist is 404, not an
+    // empty directory.
+    core.db
+        .read(|c| c.query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id]))?
+        .ok_or_else(|| Error::NotFound("tenant".into()))?;
     let mut entries = visible(core, actor, all_entries(core, tenant_id)?)?;
     by_name(&mut entries);
     audit_read(

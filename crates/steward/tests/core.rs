@@ -29,6 +29,20 @@ fn scenario(env: &Env) {
     let core = &env.core;
     let a = seed_tenant(core, "core-a");
     let b = seed_tenant(core, "core-b");
+    // Staff naming a tenant that does not exist get 404, not an empty list.
+    let nowhere = "0190c3f2-0000-7000-8000-000000000000";
+    for listed in [
+        accounts::list(core, &Actor::cli(), nowhere).map(|l| l.len()),
+        steward::directory::list(core, &Actor::cli(), nowhere).map(|l| l.len()),
+    ] {
+        assert!(matches!(listed, Err(Error::NotFound(_))), "{listed:?}");
+    }
+    assert_eq!(
+        accounts::list(core, &Actor::cli(), &a.tenant.id)
+            .unwrap()
+            .len(),
+        4
+    );
     let user = accounts::create_user(
         core,
         &Actor::cli(),
