@@ -226,6 +226,14 @@ fn audits_reads(actor: &Actor, tenant_id: &str) -> bool {
     actor.tenant_id.as_deref() != Some(tenant_id)
 }
 
+/// [`tenant_exists`] outside a transaction.
+fn require_tenant(core: &Steward, tenant_id: &str) -> Result<()> {
+    core.db
+        .read(|c| c.query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id]))?
+        .map(|_| ())
+        .ok_or_else(|| Error::NotFound("tenant".into()))
+}
+
 fn tenant_exists(c: &mut dyn Conn, tenant_id: &str) -> Result<()> {
     c.query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id])?
         .map(|_| ())
@@ -1112,9 +1120,7 @@ pub fn list(core: &Steward, actor: &Actor, tenant_id: &str) -> Result<Vec<Entry>
     require_member(actor, tenant_id)?;
     // Provider staff may name any tenant: one that does not exist is 404, not an
     // empty directory.
-    core.db
-        .read(|c| c.query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id]))?
-        .ok_or_else(|| Error::NotFound("tenant".into()))?;
+    require_tenant(core, tenant_id)?;
     let mut entries = visible(core, actor, all_entries(core, tenant_id)?)?;
     by_name(&mut entries);
     audit_read(
@@ -1294,12 +1300,7 @@ pub fn sync(
     let since = since
         .map(|t| parse_token(core, tenant_id, t.trim()))
         .transpose()?;
-    let exists = core
-        .db
-        .read(|c| c.query_opt("SELECT id FROM tenants WHERE id = $1", params![tenant_id]))?;
-    if exists.is_none() {
-        return Err(Error::NotFound("tenant".into()));
-    }
+    require_tenant(core, tenant_id)?;
     reconcile(core, tenant_id)?;
     let (state, rows) = core.db.read(|c| {
         let state = c

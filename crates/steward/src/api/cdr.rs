@@ -59,7 +59,7 @@ impl<'de> Deserialize<'de> for CdrBody {
 /// or an operator. Re-sent records count as duplicates and add nothing; a request
 /// with an invalid record is refused as a whole (400, naming the field).
 #[utoipa::path(post, path = "/tenants/{tenant_id}/cdrs", tag = "traffic", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")), request_body = CdrBody,
+    params(("tenant_id" = String, Path)), request_body = CdrBody,
     responses((status = 200, body = RecordsReport), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn post_cdrs(
@@ -90,7 +90,7 @@ pub struct UsageQuery {
 /// Calls, minutes and data per account of a tenant in a month, for billing
 /// (the tenant's admin or an operator; audited as processing for billing).
 #[utoipa::path(get, path = "/tenants/{tenant_id}/usage", tag = "traffic", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), UsageQuery),
+    params(("tenant_id" = String, Path), UsageQuery),
     responses((status = 200, body = UsageReport), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_usage(
@@ -130,7 +130,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 /// party they were linked to when they arrived. Two users of a tenant cannot
 /// have one extension (409).
 #[utoipa::path(put, path = "/subjects/{subject_id}/extension", tag = "traffic", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid)), request_body = ExtensionBody,
+    params(("subject_id" = String, Path)), request_body = ExtensionBody,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn put_extension(

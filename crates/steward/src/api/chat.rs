@@ -185,7 +185,7 @@ async fn create_conversation(
 
 /// One of your conversations, with its members.
 #[utoipa::path(get, path = "/chat/conversations/{conversation_id}", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("conversation_id" = String, Path)),
     responses((status = 200, body = Conversation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn get_conversation(
@@ -206,7 +206,7 @@ pub struct AddMember {
 
 /// Add a user of your tenant to a group you are in.
 #[utoipa::path(post, path = "/chat/conversations/{conversation_id}/members", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("conversation_id" = String, Path)),
     request_body = AddMember,
     responses((status = 200, body = Conversation), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -226,8 +226,8 @@ async fn add_member(
 /// Leave a group (your own subject id), or, as its owner, remove a member.
 #[utoipa::path(delete, path = "/chat/conversations/{conversation_id}/members/{member_id}",
     tag = "chat", security(("bearer" = [])),
-    params(("conversation_id" = String, Path, format = Uuid),
-           ("member_id" = String, Path, format = Uuid, description = "The member's subject id")),
+    params(("conversation_id" = String, Path),
+           ("member_id" = String, Path, description = "The member's subject id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn remove_member(
@@ -246,7 +246,7 @@ async fn remove_member(
 /// messages after an id, oldest first. Your own messages carry every
 /// recipient's status; others' messages carry your own (`state`).
 #[utoipa::path(get, path = "/chat/conversations/{conversation_id}/messages", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path, format = Uuid), HistoryQuery),
+    security(("bearer" = [])), params(("conversation_id" = String, Path), HistoryQuery),
     responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn list_messages(
@@ -286,7 +286,7 @@ pub struct SendMessage {
 /// Send a message; answered once it is stored, and pushed to the other
 /// members' open sockets.
 #[utoipa::path(post, path = "/chat/conversations/{conversation_id}/messages", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("conversation_id" = String, Path)),
     request_body = SendMessage,
     responses((status = 201, body = Message), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
@@ -320,7 +320,7 @@ pub struct Marked {
 
 /// Mark messages you received in a conversation, up to an id, as delivered.
 #[utoipa::path(post, path = "/chat/conversations/{conversation_id}/delivered", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("conversation_id" = String, Path)),
     request_body = MarkRequest,
     responses((status = 200, body = Marked), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
@@ -335,7 +335,7 @@ async fn mark_delivered(
 
 /// Mark messages you received in a conversation, up to an id, as read.
 #[utoipa::path(post, path = "/chat/conversations/{conversation_id}/read", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("conversation_id" = String, Path)),
     request_body = MarkRequest,
     responses((status = 200, body = Marked), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
@@ -367,7 +367,7 @@ pub struct UploadQuery {
 /// image, video, audio or PDF file), at most the configured size (25 MiB by
 /// default). It stays pending until you send a message naming its id.
 #[utoipa::path(post, path = "/chat/conversations/{conversation_id}/attachments", tag = "chat",
-    security(("bearer" = [])), params(("conversation_id" = String, Path, format = Uuid), UploadQuery),
+    security(("bearer" = [])), params(("conversation_id" = String, Path), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
                  description = "The file: JPEG, PNG, GIF, WebP, HEIF, MP4, QuickTime, WebM, WAV, MP3, Ogg or PDF"),
     responses((status = 201, body = Attachment), (status = 400, body = ErrorBody),
@@ -393,7 +393,7 @@ async fn upload_attachment(
 
 /// A file's details (members of its conversation; a pending upload, its sender).
 #[utoipa::path(get, path = "/chat/attachments/{attachment_id}", tag = "chat",
-    security(("bearer" = [])), params(("attachment_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("attachment_id" = String, Path)),
     responses((status = 200, body = Attachment), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn get_attachment(
@@ -409,7 +409,7 @@ async fn get_attachment(
 /// Delete a file you uploaded and have not sent yet (a sent one stays with its
 /// message: 409).
 #[utoipa::path(delete, path = "/chat/attachments/{attachment_id}", tag = "chat",
-    security(("bearer" = [])), params(("attachment_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("attachment_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
 async fn delete_attachment(
@@ -424,7 +424,7 @@ async fn delete_attachment(
 
 /// The file itself, decrypted as it streams (members of its conversation).
 #[utoipa::path(get, path = "/chat/attachments/{attachment_id}/content", tag = "chat",
-    security(("bearer" = [])), params(("attachment_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("attachment_id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn attachment_content(
@@ -459,7 +459,7 @@ const EMPLOYER_PURPOSE: &str = "security";
 /// the policy allows: each read is audited as a disclosure to `employer` for
 /// every person it shows; a policy without that recipient refuses it (403).
 #[utoipa::path(get, path = "/tenants/{tenant_id}/chat/conversations", tag = "chat",
-    security(("bearer" = [])), params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), EmployerQuery),
+    security(("bearer" = [])), params(("tenant_id" = String, Path), EmployerQuery),
     responses((status = 200, body = ConversationPage), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn employer_conversations(
@@ -487,7 +487,7 @@ async fn employer_conversations(
 /// every recipient's status, newest first; audited like the list.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/chat/conversations/{conversation_id}/messages",
     tag = "chat", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), ("conversation_id" = String, Path, format = Uuid), EmployerQuery),
+    params(("tenant_id" = String, Path), ("conversation_id" = String, Path), EmployerQuery),
     responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn employer_messages(

@@ -70,7 +70,7 @@ async fn post_contact(
 /// One contact you synced, with its photo, as JSON or as a vCard (`format`,
 /// `version`, or `Accept: text/vcard`). Needs your consent to device contacts.
 #[utoipa::path(get, path = "/me/device-contacts/{contact_id}", tag = "device contacts",
-    security(("bearer" = [])), params(("contact_id" = String, Path, format = Uuid), FormatQuery),
+    security(("bearer" = [])), params(("contact_id" = String, Path), FormatQuery),
     responses((status = 200, content(
                   (DeviceContact = "application/json"), (String = "text/vcard"))),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -93,7 +93,7 @@ async fn get_contact(
 
 /// Delete one contact you synced from the server (no consent needed).
 #[utoipa::path(delete, path = "/me/device-contacts/{contact_id}", tag = "device contacts",
-    security(("bearer" = [])), params(("contact_id" = String, Path, format = Uuid)),
+    security(("bearer" = [])), params(("contact_id" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_contact(
     State(s): State<AppState>,

@@ -13,6 +13,10 @@
 //! | a JSON request body                | 413 (over [`MAX_JSON_BODY`](super::MAX_JSON_BODY)), 415 (not JSON) |
 //! | anything                           | 500 (see the server log), 503 with `Retry-After` (the database is busy or unreachable) |
 //!
+//! Path ids share one rule too: `{tenant_id}` is a UUID or `provider`, `{call_id}` 32
+//! hexadecimal digits (as call record ingest returns them), every other `{…_id}` a UUID
+//! (Steward's ids are UUIDv7).
+//!
 //! A route that answers something else declares it itself; the contract test
 //! (`tests/contract.rs`, Schemathesis) fails on any answer the document does
 //! not declare.
@@ -56,7 +60,7 @@ const FILLS: &[(Target, Fill)] = &[
 ];
 
 /// The purposes the policy declares for `category`.
-pub(crate) fn purposes_of(core: &Steward, category: &str) -> Vec<String> {
+fn purposes_of(core: &Steward, category: &str) -> Vec<String> {
     core.policy
         .category(category)
         .map(|c| c.purposes.clone())
@@ -64,7 +68,7 @@ pub(crate) fn purposes_of(core: &Steward, category: &str) -> Vec<String> {
 }
 
 /// The recipients the policy declares for `category`.
-pub(crate) fn recipients_of(core: &Steward, category: &str) -> Vec<String> {
+fn recipients_of(core: &Steward, category: &str) -> Vec<String> {
     core.policy
         .category(category)
         .map(|c| c.recipients.clone())
@@ -73,7 +77,7 @@ pub(crate) fn recipients_of(core: &Steward, category: &str) -> Vec<String> {
 
 /// Fills every [`FILLS`] target from `core`'s policy and settings. A target
 /// the document lacks is a defect (a renamed schema or parameter) and panics at
-/// start-up in debug builds; the unit test below runs every fill.
+/// start-up in debug builds, so every test that starts a server checks them.
 pub(crate) fn fill(doc: &mut Value, core: &Steward) {
     for (target, f) in FILLS {
         let found = locate(doc, target).map(|slot| merge(slot, f(core)));
@@ -113,35 +117,21 @@ const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
 /// The answer every route may give for `status`, by rule, with its description.
 fn shared(status: &str) -> Value {
-    let (description, retry) = match status {
-        "400" => (
-            "invalid: a parameter or the body is malformed; `field` names it",
-            false,
-        ),
-        "401" => (
-            "unauthenticated: no bearer token, or one that is unknown, expired or revoked",
-            false,
-        ),
-        "404" => (
-            "not_found: no such resource, or none the caller may see",
-            false,
-        ),
-        "413" => ("payload_too_large: the body is over the limit", false),
-        "415" => (
-            "the body is not sent as Content-Type: application/json",
-            false,
-        ),
-        "500" => ("internal: see the server log", false),
-        _ => (
-            "busy: the database is busy or unreachable; retry after the time given",
-            true,
-        ),
+    let description = match status {
+        "400" => "invalid: a parameter or the body is malformed; `field` names it",
+        "401" => "unauthenticated: no bearer token, or one that is unknown, expired or revoked",
+        "404" => "not_found: no such resource, or none the caller may see",
+        "413" => "payload_too_large: the body is over the limit",
+        "415" => "the body is not sent as Content-Type: application/json",
+        "500" => "internal: see the server log",
+        "503" => "busy: the database is busy or unreachable; retry after the time given",
+        _ => "an error",
     };
     let mut response = json!({
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     });
-    if retry {
+    if status == "503" {
         response["headers"] = json!({
             "Retry-After": {
                 "description": "seconds to wait before retrying",
@@ -170,7 +160,35 @@ pub(crate) fn complete(doc: &mut Value) {
     }
 }
 
+/// The schema of a path id, by its name (see the module's documentation).
+fn path_id(name: &str) -> Option<Value> {
+    const UUID: &str = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+    Some(match name {
+        "tenant_id" => json!({
+            "type": "string",
+            "pattern": format!("^(provider|{UUID})$"),
+            "description": "a tenant id, or `provider` for the provider's own staff",
+        }),
+        "call_id" => json!({"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}),
+        n if n.ends_with("_id") => json!({"type": "string", "format": "uuid"}),
+        _ => return None,
+    })
+}
+
 fn complete_operation(op: &mut Map<String, Value>) {
+    for param in op
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if param.get("in").and_then(Value::as_str) != Some("path") {
+            continue;
+        }
+        if let Some(schema) = param.get("name").and_then(Value::as_str).and_then(path_id) {
+            param["schema"] = schema;
+        }
+    }
     let secured = op
         .get("security")
         .and_then(Value::as_array)
@@ -233,7 +251,11 @@ mod tests {
         let mut doc = json!({"paths": {
             "/a/{id}": {"post": {
                 "security": [{"bearer": []}],
-                "parameters": [{"name": "id", "in": "path"}],
+                "parameters": [
+                    {"name": "id", "in": "path", "schema": {"type": "string"}},
+                    {"name": "tenant_id", "in": "path", "schema": {"type": "string"}},
+                    {"name": "media_id", "in": "path", "schema": {"type": "string"}},
+                ],
                 "requestBody": {"content": {"application/json": {}}},
                 "responses": {"201": {"description": "made"}, "404": {"description": "mine"}},
             }},
@@ -253,6 +275,20 @@ mod tests {
             "a route's own answer stays"
         );
         assert!(a["503"]["headers"]["Retry-After"].is_object());
+        let params = &doc["paths"]["/a/{id}"]["post"]["parameters"];
+        assert_eq!(
+            params[0]["schema"],
+            json!({"type": "string"}),
+            "not an id by name"
+        );
+        assert_eq!(
+            params[1]["schema"]["pattern"],
+            format!(
+                "^(provider|{})$",
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+            )
+        );
+        assert_eq!(params[2]["schema"]["format"], "uuid");
         let public = doc["paths"]["/public"]["get"]["responses"]
             .as_object()
             .unwrap();

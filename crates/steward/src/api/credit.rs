@@ -24,7 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// check is recorded as a disclosure to the agency, and what was sent is
 /// stored sealed.
 #[utoipa::path(post, path = "/subjects/{subject_id}/credit-checks", tag = "credit checks", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid)), request_body = CreditCheckRequest,
+    params(("subject_id" = String, Path)), request_body = CreditCheckRequest,
     responses((status = 201, body = CreditCheck), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody, description = "forbidden or consent_required"),
@@ -43,7 +43,7 @@ async fn post_check(
 /// A subject's credit checks, newest first (the subject, operators and DPOs;
 /// audited unless the subject reads their own).
 #[utoipa::path(get, path = "/subjects/{subject_id}/credit-checks", tag = "credit checks", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid)),
+    params(("subject_id" = String, Path)),
     responses((status = 200, body = Vec<CreditCheck>), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_checks(
@@ -59,7 +59,7 @@ async fn list_checks(
 /// One credit check (the subject, operators and DPOs; audited unless the
 /// subject reads their own).
 #[utoipa::path(get, path = "/credit-checks/{check_id}", tag = "credit checks", security(("bearer" = [])),
-    params(("check_id" = String, Path, format = Uuid)),
+    params(("check_id" = String, Path)),
     responses((status = 200, body = CreditCheck), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_check(
@@ -75,7 +75,7 @@ async fn get_check(
 /// Record the agency's answer to a check: reference, decision, score, notes
 /// (operators and DPOs; once per check, then 409).
 #[utoipa::path(post, path = "/credit-checks/{check_id}/result", tag = "credit checks", security(("bearer" = [])),
-    params(("check_id" = String, Path, format = Uuid)), request_body = CreditResult,
+    params(("check_id" = String, Path)), request_body = CreditResult,
     responses((status = 200, body = CreditCheck), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]

@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The tenant's directory, sorted by name (any signed-in account of the tenant).
 #[utoipa::path(get, path = "/tenants/{tenant_id}/directory", tag = "directory",
-    security(("bearer" = [])), params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")),
+    security(("bearer" = [])), params(("tenant_id" = String, Path)),
     responses((status = 200, body = [Entry]), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn get_directory(
@@ -48,7 +48,7 @@ async fn get_directory(
 /// phone numbers link it to the person's subject (a user of the tenant, else a
 /// subject created for it); a person has one entry per tenant (409).
 #[utoipa::path(post, path = "/tenants/{tenant_id}/directory", tag = "directory",
-    security(("bearer" = [])), params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")), request_body = EntryInput,
+    security(("bearer" = [])), params(("tenant_id" = String, Path)), request_body = EntryInput,
     responses((status = 201, body = Entry), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
@@ -80,7 +80,7 @@ pub struct SyncQuery {
 /// A token of another tenant, or a malformed one, is 400; one older than the
 /// deletion markers kept answers `full: true` with every entry.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/directory/sync", tag = "directory",
-    security(("bearer" = [])), params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), SyncQuery),
+    security(("bearer" = [])), params(("tenant_id" = String, Path), SyncQuery),
     responses((status = 200, body = SyncPage), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_sync(
@@ -107,7 +107,7 @@ pub struct ExportQuery {
 /// The whole directory as one vCard file, 4.0 or 3.0 (any signed-in account of
 /// the tenant). Each card's UID is `urn:uuid:<entry id>`.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/directory/export", tag = "directory",
-    security(("bearer" = [])), params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), ExportQuery),
+    security(("bearer" = [])), params(("tenant_id" = String, Path), ExportQuery),
     responses((status = 200, content_type = "text/vcard", body = String),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
@@ -146,7 +146,7 @@ async fn get_export(
 /// card that cannot be read or stored refuses the file (400 naming the card,
 /// its line and the field) and nothing changes.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/directory/import", tag = "directory",
-    security(("bearer" = [])), params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")),
+    security(("bearer" = [])), params(("tenant_id" = String, Path)),
     request_body(content = String, content_type = "text/vcard"),
     responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -168,7 +168,7 @@ async fn post_import(
 /// signed-in account of the tenant).
 #[utoipa::path(get, path = "/tenants/{tenant_id}/directory/{entry_id}", tag = "directory",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), ("entry_id" = String, Path, format = Uuid), FormatQuery),
+    params(("tenant_id" = String, Path), ("entry_id" = String, Path), FormatQuery),
     responses((status = 200, content(
                   (Entry = "application/json"), (String = "text/vcard"))),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -194,7 +194,7 @@ async fn get_entry(
 /// Replace an entry's fields (the tenant's admin, or an operator).
 #[utoipa::path(put, path = "/tenants/{tenant_id}/directory/{entry_id}", tag = "directory",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), ("entry_id" = String, Path, format = Uuid)), request_body = EntryInput,
+    params(("tenant_id" = String, Path), ("entry_id" = String, Path)), request_body = EntryInput,
     responses((status = 200, body = Entry), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
@@ -215,7 +215,7 @@ async fn put_entry(
 /// their next sync.
 #[utoipa::path(delete, path = "/tenants/{tenant_id}/directory/{entry_id}", tag = "directory",
     security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), ("entry_id" = String, Path, format = Uuid)),
+    params(("tenant_id" = String, Path), ("entry_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn delete_entry(

@@ -89,7 +89,7 @@ async fn post_web_enquiry(
 /// DPOs, in a tenant they see). The contact is found by email (or phone) or
 /// created; identifiers their record lacks are filled in.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/enquiries", tag = "enquiries", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")), request_body = StaffEnquiry,
+    params(("tenant_id" = String, Path)), request_body = StaffEnquiry,
     responses((status = 201, body = Enquiry), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
@@ -119,7 +119,7 @@ pub struct ListQuery {
 /// A tenant's enquiries, newest recorded first (operators and DPOs). Each
 /// contact listed is audited as read.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/enquiries", tag = "enquiries", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), ListQuery),
+    params(("tenant_id" = String, Path), ListQuery),
     responses((status = 200, body = Vec<EnquirySummary>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
@@ -138,7 +138,7 @@ async fn list_enquiries(
 
 /// One enquiry, decrypted (operators and DPOs of its tenant; audited).
 #[utoipa::path(get, path = "/enquiries/{enquiry_id}", tag = "enquiries", security(("bearer" = [])),
-    params(("enquiry_id" = String, Path, format = Uuid)),
+    params(("enquiry_id" = String, Path)),
     responses((status = 200, body = Enquiry), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_enquiry(

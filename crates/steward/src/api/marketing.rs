@@ -36,7 +36,7 @@ pub struct ExportRequest {
 /// `x-steward-exported`, `x-steward-left-out-suppressed`,
 /// `x-steward-left-out-no-consent` and `x-steward-left-out-no-email` headers.
 #[utoipa::path(post, path = "/tenants/{tenant_id}/marketing/export", tag = "marketing", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")), request_body = ExportRequest,
+    params(("tenant_id" = String, Path)), request_body = ExportRequest,
     responses((status = 200, content_type = "text/csv", body = String),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -96,7 +96,7 @@ async fn post_suppression(
 /// address and phone number Steward has for them is suppressed and their
 /// marketing consent withdrawn.
 #[utoipa::path(post, path = "/subjects/{subject_id}/no-further-contact", tag = "marketing", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid)), request_body = NoFurtherContact,
+    params(("subject_id" = String, Path)), request_body = NoFurtherContact,
     responses((status = 200, body = SuppressionOutcome), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]

@@ -34,7 +34,7 @@ pub struct UploadQuery {
 /// `Content-Type`; the type found in the content must agree and be an image or
 /// video type. Needs the user's consent to photos_media/provision.
 #[utoipa::path(post, path = "/subjects/{subject_id}/media", tag = "media", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid), UploadQuery),
+    params(("subject_id" = String, Path), UploadQuery),
     request_body(content = Vec<u8>, content_type = "image/jpeg", description = "The file: JPEG, PNG, GIF, WebP, HEIF, MP4, QuickTime or WebM"),
     responses((status = 201, body = MediaItem), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -59,7 +59,7 @@ async fn upload_media(
 
 /// The user's photos and videos, newest first.
 #[utoipa::path(get, path = "/subjects/{subject_id}/media", tag = "media", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid)),
+    params(("subject_id" = String, Path)),
     responses((status = 200, body = Vec<MediaItem>), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn list_media(
@@ -74,7 +74,7 @@ async fn list_media(
 
 /// One item's details.
 #[utoipa::path(get, path = "/media/{media_id}", tag = "media", security(("bearer" = [])),
-    params(("media_id" = String, Path, format = Uuid)),
+    params(("media_id" = String, Path)),
     responses((status = 200, body = MediaItem), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn get_media(
@@ -89,7 +89,7 @@ async fn get_media(
 
 /// Delete an item and its file.
 #[utoipa::path(delete, path = "/media/{media_id}", tag = "media", security(("bearer" = [])),
-    params(("media_id" = String, Path, format = Uuid)),
+    params(("media_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_media(
     State(s): State<AppState>,
@@ -103,7 +103,7 @@ async fn delete_media(
 
 /// The file itself, decrypted as it streams.
 #[utoipa::path(get, path = "/media/{media_id}/content", tag = "media", security(("bearer" = [])),
-    params(("media_id" = String, Path, format = Uuid)),
+    params(("media_id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn media_content(

@@ -52,7 +52,7 @@ fn required(v: Option<String>, field: &str, what: &str) -> Result<String, ApiErr
 /// (`audio/wav`, `audio/mpeg`, `audio/ogg` or `audio/opus`); the type found in
 /// the content must agree. The call must be one of the caller's tenant.
 #[utoipa::path(post, path = "/calls/{call_id}/recordings", tag = "recordings", security(("bearer" = [])),
-    params(("call_id" = String, Path, pattern = r"^[0-9a-fA-F]{32}$", description = "The call record: 32 hexadecimal digits"), UploadQuery),
+    params(("call_id" = String, Path, description = "The call record: 32 hexadecimal digits"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "audio/wav", description = "The audio: WAV, MP3 or Opus (Ogg)"),
     responses((status = 201, body = Recording), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -86,7 +86,7 @@ async fn upload_recording(
 /// The recordings of a call, oldest first: roles the policy allows for
 /// call_recordings (operators and the DPO by default). Audited.
 #[utoipa::path(get, path = "/calls/{call_id}/recordings", tag = "recordings", security(("bearer" = [])),
-    params(("call_id" = String, Path, pattern = r"^[0-9a-fA-F]{32}$", description = "The call record: 32 hexadecimal digits")),
+    params(("call_id" = String, Path, description = "The call record: 32 hexadecimal digits")),
     responses((status = 200, body = Vec<Recording>), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_recordings(
@@ -101,7 +101,7 @@ async fn list_recordings(
 
 /// One recording's details: roles the policy allows. Audited.
 #[utoipa::path(get, path = "/recordings/{recording_id}", tag = "recordings", security(("bearer" = [])),
-    params(("recording_id" = String, Path, format = Uuid)),
+    params(("recording_id" = String, Path)),
     responses((status = 200, body = Recording), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn get_recording(
@@ -116,7 +116,7 @@ async fn get_recording(
 
 /// Delete a recording and its audio (the tenant's admin, an operator or the DPO).
 #[utoipa::path(delete, path = "/recordings/{recording_id}", tag = "recordings", security(("bearer" = [])),
-    params(("recording_id" = String, Path, format = Uuid)),
+    params(("recording_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_recording(
     State(s): State<AppState>,
@@ -131,7 +131,7 @@ async fn delete_recording(
 /// Play back or download the audio, decrypted as it streams: roles the policy
 /// allows. Every call is audited (one `read` entry per party of the call).
 #[utoipa::path(get, path = "/recordings/{recording_id}/content", tag = "recordings", security(("bearer" = [])),
-    params(("recording_id" = String, Path, format = Uuid)),
+    params(("recording_id" = String, Path)),
     responses((status = 200, content_type = "audio/wav", body = Vec<u8>,
                description = "The audio, in the type it was uploaded in (audio/wav, audio/mpeg or audio/ogg)"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -122,7 +122,7 @@ pub struct RequestDetail {
 
 /// One request with its timeline.
 #[utoipa::path(get, path = "/requests/{request_id}", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)),
+    params(("request_id" = String, Path)),
     responses((status = 200, body = RequestDetail), (status = 404, body = ErrorBody)))]
 async fn get_request(
     State(s): State<AppState>,
@@ -148,7 +148,7 @@ pub struct VerifyBody {
 
 /// Record the identity verification; nothing is released before it.
 #[utoipa::path(post, path = "/requests/{request_id}/verify", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)), request_body = VerifyBody,
+    params(("request_id" = String, Path)), request_body = VerifyBody,
     responses((status = 200, body = Request), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn verify_request(
@@ -171,7 +171,7 @@ pub struct RefuseBody {
 
 /// Refuse on a recorded ground ("the data is on a backup" is never one).
 #[utoipa::path(post, path = "/requests/{request_id}/refuse", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)), request_body = RefuseBody,
+    params(("request_id" = String, Path)), request_body = RefuseBody,
     responses((status = 200, body = Request), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn refuse_request(
@@ -197,7 +197,7 @@ pub struct RectifyBody {
 
 /// Correct one identifier for a verified rectification request.
 #[utoipa::path(post, path = "/requests/{request_id}/rectify", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)), request_body = RectifyBody,
+    params(("request_id" = String, Path)), request_body = RectifyBody,
     responses((status = 200, body = Request), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rectify_request(
@@ -223,7 +223,7 @@ pub struct CompleteBody {
 
 /// Close a verified restriction or objection request.
 #[utoipa::path(post, path = "/requests/{request_id}/complete", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)), request_body = CompleteBody,
+    params(("request_id" = String, Path)), request_body = CompleteBody,
     responses((status = 200, body = Request), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn complete_request(
@@ -239,7 +239,7 @@ async fn complete_request(
 
 /// Produce the access/portability bundle (a ZIP) and fulfil the request.
 #[utoipa::path(post, path = "/requests/{request_id}/export", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)),
+    params(("request_id" = String, Path)),
     responses((status = 200, content_type = "application/zip", description = "the bundle"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn export_request(
@@ -275,7 +275,7 @@ async fn export_request(
 /// Erase the subject of a verified erasure request everywhere; returns the
 /// report and the confirmation text.
 #[utoipa::path(post, path = "/requests/{request_id}/erase", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)),
+    params(("request_id" = String, Path)),
     responses((status = 200, body = ErasureReport), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn erase_request(
@@ -293,7 +293,7 @@ async fn erase_request(
 /// Download the stored bundle of a fulfilled access or portability request: the
 /// subject themself, or staff in scope, until it expires (`bundle_keep_days`).
 #[utoipa::path(get, path = "/requests/{request_id}/bundle", tag = "requests", security(("bearer" = [])),
-    params(("request_id" = String, Path, format = Uuid)),
+    params(("request_id" = String, Path)),
     responses((status = 200, content_type = "application/zip", description = "the bundle"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn download_bundle(

@@ -32,7 +32,7 @@ pub struct ReadQuery {
 
 /// A subject's record, decrypted. Reads by anyone but the subject are audited.
 #[utoipa::path(get, path = "/subjects/{subject_id}", tag = "subjects", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid), ReadQuery),
+    params(("subject_id" = String, Path), ReadQuery),
     responses((status = 200, body = Subject), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_subject(
     State(s): State<AppState>,
@@ -56,7 +56,7 @@ pub struct Consents {
 
 /// Current consent per purpose, and the full ledger history.
 #[utoipa::path(get, path = "/subjects/{subject_id}/consents", tag = "consent", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid)),
+    params(("subject_id" = String, Path)),
     responses((status = 200, body = Consents), (status = 404, body = ErrorBody)))]
 async fn get_consents(
     State(s): State<AppState>,
@@ -85,7 +85,7 @@ pub struct ConsentRequest {
 /// Give or withdraw consent for a purpose. The subject does so themself; staff
 /// record consent received by phone, letter or email.
 #[utoipa::path(post, path = "/subjects/{subject_id}/consents", tag = "consent", security(("bearer" = [])),
-    params(("subject_id" = String, Path, format = Uuid)), request_body = ConsentRequest,
+    params(("subject_id" = String, Path)), request_body = ConsentRequest,
     responses((status = 201, body = ConsentEvent), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn post_consent(

@@ -63,7 +63,7 @@ async fn create_tenant(
 
 /// One tenant.
 #[utoipa::path(get, path = "/tenants/{tenant_id}", tag = "tenants", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")),
+    params(("tenant_id" = String, Path)),
     responses((status = 200, body = Tenant), (status = 404, body = ErrorBody)))]
 async fn get_tenant(
     State(s): State<AppState>,
@@ -88,7 +88,7 @@ pub struct CreateUser {
 
 /// Users of a tenant.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/users", tag = "tenants", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")),
+    params(("tenant_id" = String, Path)),
     responses((status = 200, body = Vec<Account>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_users(
     State(s): State<AppState>,
@@ -102,7 +102,7 @@ async fn list_users(
 
 /// Create an app user in a tenant (the tenant's admin, or provider staff).
 #[utoipa::path(post, path = "/tenants/{tenant_id}/users", tag = "tenants", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff")), request_body = CreateUser,
+    params(("tenant_id" = String, Path)), request_body = CreateUser,
     responses((status = 201, body = Account), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_user(
@@ -132,7 +132,7 @@ async fn create_user(
 
 /// Disable an account and revoke its sessions.
 #[utoipa::path(post, path = "/accounts/{account_id}/disable", tag = "tenants", security(("bearer" = [])),
-    params(("account_id" = String, Path, format = Uuid)),
+    params(("account_id" = String, Path)),
     responses((status = 200, body = Account), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn disable_account(
     State(s): State<AppState>,
@@ -151,7 +151,7 @@ async fn disable_account(
 
 /// Re-enable an account.
 #[utoipa::path(post, path = "/accounts/{account_id}/enable", tag = "tenants", security(("bearer" = [])),
-    params(("account_id" = String, Path, format = Uuid)),
+    params(("account_id" = String, Path)),
     responses((status = 200, body = Account), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn enable_account(
     State(s): State<AppState>,
@@ -180,7 +180,7 @@ pub struct FoundSubjects {
 
 /// Find subjects of a tenant by email or phone number (blind index lookup).
 #[utoipa::path(get, path = "/tenants/{tenant_id}/subjects", tag = "subjects", security(("bearer" = [])),
-    params(("tenant_id" = String, Path, pattern = r"^(provider|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", description = "a tenant id, or `provider` for the provider's own staff"), FindQuery),
+    params(("tenant_id" = String, Path), FindQuery),
     responses((status = 200, body = FoundSubjects), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn find_subjects(
