@@ -31,6 +31,7 @@ pub struct Event {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct Entry {
     pub seq: i64,
     pub at: i64,

@@ -124,6 +124,7 @@ pub struct EntryInput {
 
 /// A stored directory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = DirectoryEntry)]
 pub struct Entry {
     pub id: String,
     pub tenant_id: String,
@@ -1202,8 +1203,14 @@ fn token(core: &Steward, tenant_id: &str, seq: i64) -> String {
     format!("{seq}.{}", Base64UrlUnpadded::encode_string(mac))
 }
 
-/// The change number a token stands for; 400 for anything but a token this
-/// tenant's directory issued.
+/// The form of a sync token (a change number and a 16-byte MAC in unpadded
+/// base64url), as the OpenAPI document states it.
+pub const SYNC_TOKEN_PATTERN: &str = "^(0|[1-9][0-9]{0,17})\\.[A-Za-z0-9_-]{22}$";
+
+/// The change number a token stands for: 400 (`invalid`) for a string not of
+/// the token's form, 409 (`conflict`) for one of that form that this tenant's
+/// directory did not issue (another tenant's, or altered): the client's state
+/// does not match, and a full sync resolves it.
 fn parse_token(core: &Steward, tenant_id: &str, t: &str) -> Result<i64> {
     let malformed = || {
         Error::invalid(
@@ -1212,14 +1219,13 @@ fn parse_token(core: &Steward, tenant_id: &str, t: &str) -> Result<i64> {
              a full sync",
         )
     };
-    if t.len() > 64 {
-        return Err(malformed());
-    }
     let (seq, mac) = t.split_once('.').ok_or_else(malformed)?;
+    let canonical = seq == "0" || !seq.starts_with('0');
     if seq.is_empty()
         || seq.len() > 18
+        || !canonical
         || !seq.bytes().all(|b| b.is_ascii_digit())
-        || mac.is_empty()
+        || mac.len() != 22
         || !mac
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -1229,10 +1235,10 @@ fn parse_token(core: &Steward, tenant_id: &str, t: &str) -> Result<i64> {
     let seq: i64 = seq.parse().map_err(|_| malformed())?;
     let expected = token(core, tenant_id, seq);
     if !constant_time_eq(expected.as_bytes(), t.as_bytes()) {
-        return Err(Error::invalid(
-            "since",
-            "this sync token was not issued by this tenant's directory (or was altered): \
-             leave `since` out for a full sync",
+        return Err(Error::Conflict(
+            "since: this sync token was not issued by this tenant's directory (or was altered): \
+             leave `since` out for a full sync"
+                .into(),
         ));
     }
     Ok(seq)
@@ -1297,9 +1303,7 @@ pub fn sync(
             format!("limit is 1 to {SYNC_PAGE_MAX}"),
         ));
     }
-    let since = since
-        .map(|t| parse_token(core, tenant_id, t.trim()))
-        .transpose()?;
+    let since = since.map(|t| parse_token(core, tenant_id, t)).transpose()?;
     require_tenant(core, tenant_id)?;
     reconcile(core, tenant_id)?;
     let (state, rows) = core.db.read(|c| {

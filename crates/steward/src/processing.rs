@@ -26,6 +26,7 @@ pub struct Use<'a> {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ProcessingDecision)]
 pub struct Decision {
     pub allowed: bool,
     #[schema(value_type = String)]

@@ -979,7 +979,7 @@ async fn malformed_frames_and_bodies_get_clear_errors_and_lose_nothing() {
             format!("{path}?after=1&cursor=Yzp4"),
             None,
             400,
-            Some("after"),
+            Some("cursor"),
         ),
         ("GET", format!("{path}?limit=0"), None, 400, Some("limit")),
         ("GET", format!("{path}?limit=201"), None, 400, Some("limit")),

@@ -372,14 +372,27 @@ fn directory_scenario(env: &Env) {
     let theirs = directory::sync(core, &other_user, &other.tenant.id, None, None)
         .unwrap()
         .token;
-    let (f, m) = invalid_field(directory::sync(core, &user, tid, Some(&theirs), None));
-    assert_eq!(f, "since");
-    assert!(m.contains("not issued by this tenant"), "{m}");
+    // Of the token's form but not issued here: a conflict (a full sync resolves it).
     let (seq, mac) = p5.token.split_once('.').unwrap();
     let seq: i64 = seq.parse().unwrap();
-    for bad in [
+    let mut altered = mac.to_owned();
+    altered.replace_range(..1, if mac.starts_with('A') { "B" } else { "A" });
+    for foreign in [
+        theirs.clone(),
         format!("{}.{mac}", seq - 1),
+        format!("{seq}.{altered}"),
+    ] {
+        match directory::sync(core, &user, tid, Some(&foreign), None) {
+            Err(steward::Error::Conflict(m)) => {
+                assert!(m.contains("not issued by this tenant"), "{m}")
+            }
+            other => panic!("{foreign}: {other:?}"),
+        }
+    }
+    for bad in [
         format!("{seq}.{}", &mac[1..]),
+        format!("0{seq}.{mac}"),
+        format!(" {seq}.{mac}"),
         String::new(),
         "abc".into(),
         "12".into(),
@@ -1305,13 +1318,22 @@ async fn directory_and_device_contacts_over_http() {
         .as_str()
         .unwrap()
         .to_owned();
-    for bad in [their_token.as_str(), "garbage", "1.AAAA"] {
+    for bad in ["garbage", "1.AAAA"] {
         let (st, body) = s
             .call("GET", &format!("{dir}/sync?since={bad}"), Some(&user), None)
             .await;
         assert_eq!(st, 400, "{bad}: {body}");
         assert_eq!(error_of(&body).2, Some("since"));
     }
+    let (st, body) = s
+        .call(
+            "GET",
+            &format!("{dir}/sync?since={their_token}"),
+            Some(&user),
+            None,
+        )
+        .await;
+    assert_eq!((st, error_of(&body).0), (409, "conflict"), "{body}");
     let (st, body) = s
         .call("GET", &format!("{dir}/sync?after=1"), Some(&user), None)
         .await;

@@ -565,7 +565,10 @@ fn scenario(env: &Env) -> String {
         core,
         &colleague,
         &group.id,
-        steward::chat::history::Position::Before(i64::MAX),
+        steward::chat::history::Position::Before {
+            below: i64::MAX,
+            above: 0,
+        },
         None,
     )
     .unwrap();

@@ -110,12 +110,13 @@ pub struct PageQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
-    /// `next_cursor` of the previous page (not with `after`).
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// The newest message id you hold (0 for all): the page holds the messages
     /// after it, oldest first. Ids in a conversation increase in the order
     /// messages were stored, so a client that reconnects (to any server)
-    /// resumes from here with nothing missed or repeated.
+    /// resumes from here with nothing missed or repeated. With a `cursor`,
+    /// the cursor's page stops at this id.
     #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
     /// 1 to 200; default 50.

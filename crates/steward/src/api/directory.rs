@@ -72,17 +72,21 @@ pub struct SyncQuery {
     /// The token the previous sync returned; leave out for a full sync.
     pub since: Option<String>,
     /// Changes per page: 1 to 5000, default 500.
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<usize>,
 }
 
 /// Changes since the last sync (any signed-in account of the tenant): entries
 /// created or changed, ids of entries deleted, and the token for next time.
-/// A token of another tenant, or a malformed one, is 400; one older than the
-/// deletion markers kept answers `full: true` with every entry.
+/// A malformed token is 400; one of the token's form that this tenant's
+/// directory did not issue (another tenant's, or altered) is 409: sync again
+/// without `since`. One older than the deletion markers kept answers
+/// `full: true` with every entry.
 #[utoipa::path(get, path = "/tenants/{tenant_id}/directory/sync", tag = "directory",
     security(("bearer" = [])), params(("tenant_id" = String, Path), SyncQuery),
     responses((status = 200, body = SyncPage), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
 async fn get_sync(
     State(s): State<AppState>,
     Authed(a): Authed,

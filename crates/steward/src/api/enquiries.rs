@@ -113,6 +113,7 @@ pub struct ListQuery {
     /// Only enquiries recorded before this one (its id), for the next page.
     pub before: Option<String>,
     /// 1 to 100; default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

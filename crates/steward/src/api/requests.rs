@@ -166,6 +166,7 @@ async fn verify_request(
 #[serde(deny_unknown_fields)]
 pub struct RefuseBody {
     /// repetitive, manifestly_unfounded, disproportionate_effort or others_privacy.
+    #[schema(value_type = Ground)]
     pub ground: String,
 }
 

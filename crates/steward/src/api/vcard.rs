@@ -135,10 +135,37 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromReq
 pub struct FormatQuery {
     /// `json` (the default) or `vcard`. Without it, an `Accept` header asking for
     /// `text/vcard` (or `text/x-vcard`) gets a vCard.
+    #[param(inline, value_type = Option<FormatName>)]
     pub format: Option<String>,
     /// The vCard version: `4.0` (the default; `3.0` for `Accept: text/x-vcard`)
-    /// or `3.0`. Implies `format=vcard`. `Accept: text/vcard; version=3.0` works too.
+    /// or `3.0` (`4` and `3` work too). Without `format`, it asks for a vCard;
+    /// with `format=json` it has no effect. `Accept: text/vcard; version=3.0`
+    /// works too.
+    #[param(inline, value_type = Option<VersionName>)]
     pub version: Option<String>,
+}
+
+/// The answer formats a GET offers (for the document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum FormatName {
+    Json,
+    Vcard,
+}
+
+/// The vCard versions written (for the document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum VersionName {
+    #[schema(rename = "4.0")]
+    V4,
+    #[schema(rename = "3.0")]
+    V3,
+    #[schema(rename = "4")]
+    Four,
+    #[schema(rename = "3")]
+    Three,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,16 +204,16 @@ fn accepted_vcard(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
 
 /// Chooses the answer's format from the query, then the `Accept` header.
 pub fn negotiate(q: &FormatQuery, headers: &HeaderMap) -> Result<Answer, ApiError> {
+    // Exactly as the document writes them: no spaces around the value.
     let version = q
         .version
         .as_deref()
-        .map(|v| parse_version("version", v))
+        .map(|v| match v.trim() == v {
+            true => parse_version("version", v),
+            false => parse_version("version", &format!("{v:?}")),
+        })
         .transpose()?;
-    match q.format.as_deref().map(str::trim) {
-        Some("json") if version.is_some() => Err(ApiError::from(crate::Error::invalid(
-            "version",
-            "version applies to vCard answers: leave it out, or ask for format=vcard",
-        ))),
+    match q.format.as_deref() {
         Some("json") => Ok(Answer::Json),
         Some("vcard") => Ok(Answer::Vcard(
             version.or(accepted_vcard(headers)?).unwrap_or(Version::V4),
@@ -277,7 +304,15 @@ mod tests {
             Some(Answer::Vcard(Version::V4))
         );
         assert!(negotiate(&q(Some("xml"), None), &none).is_err());
-        assert!(negotiate(&q(Some("json"), Some("3.0")), &none).is_err());
+        // A version with format=json has no effect (the two never conflict).
+        assert_eq!(
+            negotiate(&q(Some("json"), Some("3.0")), &none).ok(),
+            Some(Answer::Json)
+        );
+        // Values exactly as the document's enums write them.
+        assert!(negotiate(&q(Some("json "), None), &none).is_err());
+        assert!(negotiate(&q(None, Some(" 4.0")), &none).is_err());
+        assert!(negotiate(&q(None, Some("")), &none).is_err());
         assert!(negotiate(&q(None, Some("2.1")), &none).is_err());
         assert!(negotiate(&q(None, None), &accept("text/vcard; version=5.0")).is_err());
     }

@@ -43,9 +43,9 @@ enum View<'a> {
 /// Where a page of history starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
-    /// The messages below this id, newest first (the first page: below
-    /// `i64::MAX`).
-    Before(i64),
+    /// The messages below `below` and above `above`, newest first (the first
+    /// page: below `i64::MAX`, above 0).
+    Before { below: i64, above: i64 },
     /// The messages above this id, oldest first: what a client that holds
     /// everything up to the id missed (ids in a conversation increase in
     /// commit order, so nothing committed after it is below it).
@@ -53,8 +53,10 @@ pub enum Position {
 }
 
 impl Position {
-    /// From the query: an opaque `cursor` of an earlier page, or `after` (a
-    /// message id), not both; neither is the newest page.
+    /// From the query: an opaque `cursor` of an earlier page and `after` (a
+    /// message id); neither is the newest page. Both together are the cursor's
+    /// page with nothing at or below `after`: going back through history, the
+    /// pages stop at the id the client already holds.
     pub fn parse(cursor: Option<&str>, after: Option<&str>) -> Result<Position> {
         let bad_cursor = || {
             Error::invalid(
@@ -62,43 +64,47 @@ impl Position {
                 "cursor is not one this server gave out: pass next_cursor from the previous page",
             )
         };
-        match (cursor, after) {
-            (Some(_), Some(_)) => Err(Error::invalid(
-                "after",
-                "give after (a message id) or cursor (from a previous page), not both",
-            )),
-            (None, None) => Ok(Position::Before(i64::MAX)),
-            (None, Some(a)) => a
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(Position::After)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "after",
-                        "after is the id of the newest message you have (a whole number, 0 for all)",
-                    )
-                }),
-            (Some(c), None) => {
-                let (kind, id) = match decode_cursor('m', c) {
-                    Ok(p) => ('m', p),
-                    Err(_) => ('a', decode_cursor('a', c)?),
-                };
-                let id = id.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad_cursor)?;
-                match kind {
-                    'm' if id > 0 => Ok(Position::Before(id)),
-                    'a' => Ok(Position::After(id)),
-                    _ => Err(bad_cursor()),
-                }
-            }
+        let after = after
+            .map(|a| {
+                a.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0 && !a.starts_with('+'))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "after",
+                            "after is the id of the newest message you have (a whole number, 0 for all)",
+                        )
+                    })
+            })
+            .transpose()?;
+        let Some(c) = cursor else {
+            return Ok(match after {
+                Some(a) => Position::After(a),
+                None => Position::Before {
+                    below: i64::MAX,
+                    above: 0,
+                },
+            });
+        };
+        let (kind, id) = match decode_cursor('m', c) {
+            Ok(p) => ('m', p),
+            Err(_) => ('a', decode_cursor('a', c)?),
+        };
+        let id = id.parse::<i64>().map_err(|_| bad_cursor())?;
+        match kind {
+            'm' if id > 0 => Ok(Position::Before {
+                below: id,
+                above: after.unwrap_or(0),
+            }),
+            'a' => Ok(Position::After(id.max(after.unwrap_or(0)))),
+            _ => Err(bad_cursor()),
         }
     }
 
     /// The cursor of the page after one whose last message is `id`.
     fn next(self, id: i64) -> String {
         match self {
-            Position::Before(_) => encode_cursor('m', &id.to_string()),
+            Position::Before { .. } => encode_cursor('m', &id.to_string()),
             Position::After(_) => encode_cursor('a', &id.to_string()),
         }
     }
@@ -144,19 +150,18 @@ fn messages(
     position: Position,
     limit: i64,
 ) -> StoreResult<Vec<Row>> {
-    let (sql, from) = match position {
-        Position::Before(id) => (
+    match position {
+        Position::Before { below, above } => c.query(
             "SELECT seq, sender_subject_id, body_enc, sent_at FROM chat_messages \
-             WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-            id,
+             WHERE conversation_id = $1 AND seq < $2 AND seq > $3 ORDER BY seq DESC LIMIT $4",
+            params![conversation, below, above, limit + 1],
         ),
-        Position::After(id) => (
+        Position::After(id) => c.query(
             "SELECT seq, sender_subject_id, body_enc, sent_at FROM chat_messages \
              WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            id,
+            params![conversation, id, limit + 1],
         ),
-    };
-    c.query(sql, params![conversation, from, limit + 1])
+    }
 }
 
 /// The files of the page's messages (the first `limit` of `rows`).
@@ -512,12 +517,13 @@ mod tests {
 
     #[test]
     fn pages_start_at_the_newest_after_an_id_or_at_a_cursor() {
+        let newest = Position::Before {
+            below: i64::MAX,
+            above: 0,
+        };
+        assert_eq!(Position::parse(None, None).unwrap(), newest);
         assert_eq!(
-            Position::parse(None, None).unwrap(),
-            Position::Before(i64::MAX)
-        );
-        assert_eq!(
-            Position::parse(None, Some(" 42 ")).unwrap(),
+            Position::parse(None, Some("42")).unwrap(),
             Position::After(42)
         );
         assert_eq!(
@@ -529,26 +535,38 @@ mod tests {
             Position::parse(Some(&after), None).unwrap(),
             Position::After(99)
         );
-        let before = Position::Before(i64::MAX).next(7);
+        let before = newest.next(7);
         assert_eq!(
             Position::parse(Some(&before), None).unwrap(),
-            Position::Before(7)
+            Position::Before { below: 7, above: 0 }
+        );
+        // Both: the cursor's page, stopping at `after`.
+        assert_eq!(
+            Position::parse(Some(&before), Some("3")).unwrap(),
+            Position::Before { below: 7, above: 3 }
         );
         assert_eq!(
-            field(Position::parse(Some(&before), Some("1"))).as_deref(),
-            Some("after")
+            Position::parse(Some(&after), Some("120")).unwrap(),
+            Position::After(120)
         );
-        for bad in ["-1", "x", "", "1.5"] {
+        assert_eq!(
+            Position::parse(Some(&after), Some("5")).unwrap(),
+            Position::After(99)
+        );
+        for bad in ["-1", "x", "", "1.5", " 42 ", "+4"] {
             assert_eq!(
                 field(Position::parse(None, Some(bad))).as_deref(),
                 Some("after"),
                 "{bad}"
             );
         }
-        assert_eq!(
-            field(Position::parse(Some("bTow"), None)).as_deref(),
-            Some("cursor")
-        );
+        for bad in ["bTow", "m0", "", "m"] {
+            assert_eq!(
+                field(Position::parse(Some(bad), None)).as_deref(),
+                Some("cursor"),
+                "{bad}"
+            );
+        }
         assert_eq!(
             field(Position::parse(Some(&encode_cursor('c', "5")), None)).as_deref(),
             Some("cursor")

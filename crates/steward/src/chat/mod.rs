@@ -49,7 +49,6 @@ pub mod writer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
 use steward_crypto::DataKey;
 use steward_policy::ConsentRule;
@@ -739,8 +738,19 @@ pub fn check_limit(limit: Option<i64>) -> Result<i64> {
 }
 
 /// Page cursors are opaque to clients: base64url of `<kind>:<position>`.
+/// The pattern of a message-page cursor (`m` or `a` and a message id), as the
+/// OpenAPI document states it.
+pub const MESSAGE_CURSOR_PATTERN: &str = "^(m[1-9][0-9]{0,17}|a(0|[1-9][0-9]{0,17}))$";
+/// The pattern of a conversation-list cursor (`c` and a conversation id).
+pub const CONVERSATION_CURSOR_PATTERN: &str =
+    "^c[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// A page cursor: the kind of position (`c` conversation list, `m` older
+/// messages, `a` newer messages) and the position. Clients pass `next_cursor`
+/// back as it is; its form is declared (the patterns above) so that the
+/// document is exact, and any cursor of that form is a valid position.
 pub(crate) fn encode_cursor(kind: char, position: &str) -> String {
-    Base64UrlUnpadded::encode_string(format!("{kind}:{position}").as_bytes())
+    format!("{kind}{position}")
 }
 
 pub(crate) fn decode_cursor(kind: char, cursor: &str) -> Result<String> {
@@ -750,13 +760,18 @@ pub(crate) fn decode_cursor(kind: char, cursor: &str) -> Result<String> {
             "cursor is not one this server gave out: pass next_cursor from the previous page",
         )
     };
-    let bytes = Base64UrlUnpadded::decode_vec(cursor.trim()).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (k, position) = text.split_once(':').ok_or_else(bad)?;
-    if k.chars().ne(std::iter::once(kind)) || position.is_empty() {
-        return Err(bad());
+    let position = cursor.strip_prefix(kind).ok_or_else(bad)?;
+    match kind {
+        'c' if position.trim() == position => parse_id("cursor", position).map_err(|_| bad()),
+        'c' => Err(bad()),
+        _ => position
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0 && !position.starts_with('+') && position.len() <= 18)
+            .map(|n| n.to_string())
+            .filter(|n| n == position)
+            .ok_or_else(bad),
     }
-    Ok(position.to_owned())
 }
 
 #[cfg(test)]
@@ -768,13 +783,29 @@ mod tests {
     fn cursors_round_trip_and_refuse_strangers() {
         let c = encode_cursor('m', "42");
         assert_eq!(decode_cursor('m', &c).unwrap(), "42");
+        let id = "0190c3f2-0000-7000-8000-000000000001";
+        assert_eq!(decode_cursor('c', &encode_cursor('c', id)).unwrap(), id);
+        let pattern = regex::Regex::new(MESSAGE_CURSOR_PATTERN).unwrap();
+        for good in ["m1", "a0", "a7", "m999999999999999999"] {
+            assert!(pattern.is_match(good), "{good}");
+            let kind = good.chars().next().unwrap();
+            assert_eq!(decode_cursor(kind, good).unwrap(), good[1..]);
+        }
+        let pattern = regex::Regex::new(CONVERSATION_CURSOR_PATTERN).unwrap();
+        assert!(pattern.is_match(&encode_cursor('c', id)));
+        assert!(decode_cursor('c', &format!("c{id} ")).is_err());
         for bad in [
             "",
             "!!!",
             &encode_cursor('c', "42"),
             &encode_cursor('m', ""),
             "bTo",
+            "m-1",
+            "m+1",
+            "m01",
+            "m1234567890123456789",
         ] {
+            assert!(!pattern.is_match(bad), "{bad}");
             match decode_cursor('m', bad) {
                 Err(Error::Invalid { field, .. }) => assert_eq!(field.as_deref(), Some("cursor")),
                 other => panic!("{bad:?}: {other:?}"),

@@ -69,6 +69,7 @@ pub struct CreditCheckRequest {
 /// The agency's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = CreditDecision)]
 pub enum Decision {
     Accept,
     Refer,

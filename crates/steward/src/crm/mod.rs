@@ -87,14 +87,14 @@ pub(crate) fn text(
     max: usize,
     multiline: bool,
 ) -> Result<Option<String>> {
-    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    if v.chars().count() > max {
+    // Length and characters are checked on what was sent, before trimming,
+    // as the OpenAPI document's maxLength and pattern see it.
+    let Some(raw) = value else { return Ok(None) };
+    if raw.chars().count() > max {
         return Err(Error::invalid(field, format!("at most {max} characters")));
     }
     let bad = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
-    if v.chars().any(bad) {
+    if raw.chars().any(bad) {
         return Err(Error::invalid(
             field,
             if multiline {
@@ -103,6 +103,10 @@ pub(crate) fn text(
                 "control characters (line breaks among them) are not allowed"
             },
         ));
+    }
+    let v = raw.trim();
+    if v.is_empty() {
+        return Ok(None);
     }
     Ok(Some(v.to_owned()))
 }

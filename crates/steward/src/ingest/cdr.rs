@@ -986,7 +986,8 @@ pub struct NewCallRecord {
 }
 
 /// Latest time accepted: the end of year 9999.
-const MAX_TIME: i64 = 253_402_300_799;
+/// The latest call time accepted: the end of 9999, in Unix seconds.
+pub const MAX_TIME: i64 = 253_402_300_799;
 const MAX_TEXT: usize = 256;
 
 impl NewCallRecord {
