@@ -1374,8 +1374,10 @@ pub fn sync(
 }
 
 /// vCard version from `3.0` / `4.0` (also `3`, `4`).
+/// A vCard version as written (`4.0`, `4`, `3.0` or `3`), exactly: callers
+/// reading a header trim it themselves.
 pub fn parse_version(field: &str, v: &str) -> Result<Version> {
-    match v.trim() {
+    match v {
         "4.0" | "4" => Ok(Version::V4),
         "3.0" | "3" => Ok(Version::V3),
         other => Err(Error::invalid(
@@ -1435,5 +1437,6 @@ mod tests {
         assert_eq!(parse_version("version", "3.0").ok(), Some(Version::V3));
         assert_eq!(parse_version("version", "4").ok(), Some(Version::V4));
         assert!(parse_version("version", "2.1").is_err());
+        assert!(parse_version("version", " 4.0").is_err());
     }
 }

@@ -67,7 +67,14 @@ const FILLS: &[(Target, Fill)] = &[
         "param:GET /tenants/{tenant_id}/chat/conversations/{conversation_id}/messages purpose",
         |core| json!({"enum": purposes_of(core, chat::CATEGORY)}),
     ),
-    // Names and ids as the server checks them, by the shared forms below.
+    // Names and ids as the server checks them, by the shared forms below
+    // (`line` only where `crm::text` checks: it counts before it trims).
+    ("schema:CreditCheckRequest.name", |_| {
+        line(crate::crm::credit::MAX_NAME)
+    }),
+    ("schema:CreditResult.reference", |_| {
+        line(crate::crm::credit::MAX_REFERENCE)
+    }),
     ("param:POST /subjects/{subject_id}/media name", |_| {
         file_name()
     }),
@@ -143,9 +150,6 @@ const CONTROLS: &str = "\\x00-\\x1f\\x7f-\\x9f";
 /// A required one-line text of at most `max` characters: not blank, no
 /// control characters (line breaks among them). The server trims it and
 /// counts its length before trimming.
-// Not yet filled in anywhere: the validators of names and titles outside crm
-// still trim before they check (issue 14); the test below holds crm's to it.
-#[allow(dead_code)]
 fn line(max: usize) -> Value {
     json!({
         "minLength": 1,

@@ -105,6 +105,7 @@ async fn get_sync(
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `4.0` (default) or `3.0`; also from `Accept: text/vcard; version=3.0`.
+    #[param(inline, value_type = Option<super::vcard::VersionName>)]
     pub version: Option<String>,
 }
 

@@ -204,14 +204,11 @@ fn accepted_vcard(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
 
 /// Chooses the answer's format from the query, then the `Accept` header.
 pub fn negotiate(q: &FormatQuery, headers: &HeaderMap) -> Result<Answer, ApiError> {
-    // Exactly as the document writes them: no spaces around the value.
+    // Exactly as the document's enums write them.
     let version = q
         .version
         .as_deref()
-        .map(|v| match v.trim() == v {
-            true => parse_version("version", v),
-            false => parse_version("version", &format!("{v:?}")),
-        })
+        .map(|v| parse_version("version", v))
         .transpose()?;
     match q.format.as_deref() {
         Some("json") => Ok(Answer::Json),

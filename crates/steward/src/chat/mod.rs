@@ -767,8 +767,9 @@ pub(crate) fn decode_cursor(kind: char, cursor: &str) -> Result<String> {
         _ => position
             .parse::<i64>()
             .ok()
-            .filter(|n| *n >= 0 && !position.starts_with('+') && position.len() <= 18)
+            .filter(|n| *n >= 0 && position.len() <= 18)
             .map(|n| n.to_string())
+            // Canonical only: no sign, no leading zeros.
             .filter(|n| n == position)
             .ok_or_else(bad),
     }
