@@ -16,8 +16,9 @@ use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::{
-    AccessRole, Category, ConsentRule, ConsentableUse, Jurisdiction, LawfulBasis, Policy,
-    PolicyMeta, Purpose, Recipient, RecipientKind, RetentionStart, SubjectKind, UseError, UseRule,
+    AccessRole, Category, ConsentRule, ConsentableUse, DEFAULT_TIME_ZONE, Jurisdiction,
+    LawfulBasis, OtherParties, Policy, PolicyMeta, Purpose, Recipient, RecipientKind,
+    RetentionStart, SubjectKind, UseError, UseRule,
 };
 pub use retention::{Retention, RetentionError, RetentionUnit};
 

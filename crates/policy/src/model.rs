@@ -162,6 +162,49 @@ pub struct PolicyMeta {
     pub retention_starts: RetentionStart,
     pub request_deadline_working_days: u32,
     pub jurisdiction: Jurisdiction,
+    /// The controller's time zone (an IANA name, `Europe/London` by default):
+    /// times a person reads (the access bundle's pages) are shown in it.
+    pub time_zone: String,
+}
+
+/// The time zone a policy names when it names none: the statement's controller
+/// is in England.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/London";
+
+/// What a subject's own copy of a record shared with other people (a call, a
+/// chat) shows of those other people's details that the subject saw or gave
+/// (the number they dialled, the caller ID they were shown, a chat partner's
+/// messages and name as the app showed them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherParties {
+    /// Shown as the subject saw it.
+    #[default]
+    Show,
+    /// All but the last 3 characters replaced by `*` (numbers).
+    Mask,
+    /// Left out.
+    Redact,
+}
+
+impl OtherParties {
+    /// Applies the choice to one value the subject saw.
+    pub fn apply(self, value: &str) -> Option<String> {
+        match self {
+            OtherParties::Show => Some(value.to_owned()),
+            OtherParties::Redact => None,
+            OtherParties::Mask => {
+                let n = value.chars().count();
+                Some(
+                    value
+                        .chars()
+                        .enumerate()
+                        .map(|(i, c)| if i + 3 < n { '*' } else { c })
+                        .collect(),
+                )
+            }
+        }
+    }
 }
 
 /// The account roles Steward knows, as a category's `access_roles` names them.
@@ -267,6 +310,12 @@ pub struct Category {
     /// it to each feature's own rule. The command line and access requests are
     /// not accounts and are not limited by it.
     pub access_roles: Option<Vec<AccessRole>>,
+    /// What the subject's copy shows of the other people in shared records.
+    pub other_parties: OtherParties,
+    /// The words a person reads for each field of the access bundle: per store
+    /// (table) the field's heading, `store -> field -> heading`. A field left
+    /// out here is headed by its name.
+    pub fields: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Category {

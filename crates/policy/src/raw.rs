@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_spanned::Spanned;
 
-use crate::model::{Jurisdiction, LawfulBasis, RecipientKind, RetentionStart, SubjectKind};
+use crate::model::{
+    Jurisdiction, LawfulBasis, OtherParties, RecipientKind, RetentionStart, SubjectKind,
+};
 
 pub(crate) type Text = Spanned<String>;
 
@@ -37,6 +39,7 @@ pub(crate) struct RawMeta {
     pub retention_starts: RetentionStart,
     pub request_deadline_working_days: Spanned<u32>,
     pub jurisdiction: Jurisdiction,
+    pub time_zone: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +81,9 @@ pub(crate) struct RawCategory {
     #[serde(default)]
     pub archive_exempt: bool,
     pub access_roles: Option<Spanned<Vec<Text>>>,
+    pub other_parties: Option<OtherParties>,
+    #[serde(default)]
+    pub fields: BTreeMap<Text, BTreeMap<Text, Text>>,
 }
 
 /// A table of `[kind.<id>]` entries, in the order the file declares them.

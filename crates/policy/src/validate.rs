@@ -199,7 +199,76 @@ fn check_meta(raw: RawMeta, report: &mut Reporter<'_>) -> PolicyMeta {
         retention_starts: raw.retention_starts,
         request_deadline_working_days: days.into_inner(),
         jurisdiction: raw.jurisdiction,
+        time_zone: check_time_zone(raw.time_zone, report),
     }
+}
+
+/// `time_zone`: an IANA zone name the bundled time zone database knows.
+fn check_time_zone(zone: Option<Text>, report: &mut Reporter<'_>) -> String {
+    let Some(zone) = zone else {
+        return crate::model::DEFAULT_TIME_ZONE.to_owned();
+    };
+    if zone.get_ref().parse::<chrono_tz::Tz>().is_err() {
+        report.error(
+            zone.span(),
+            format!(
+                "unknown time zone {:?}: use an IANA name such as \"Europe/London\"",
+                zone.get_ref()
+            ),
+        );
+        return crate::model::DEFAULT_TIME_ZONE.to_owned();
+    }
+    zone.into_inner()
+}
+
+/// `fields`: `store -> field -> heading`, names in snake case, headings one
+/// non-empty line each.
+fn check_fields(
+    raw: BTreeMap<Text, BTreeMap<Text, Text>>,
+    report: &mut Reporter<'_>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let snake = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut out = BTreeMap::new();
+    for (store, fields) in raw {
+        if !snake(store.get_ref()) {
+            report.error(
+                store.span(),
+                format!(
+                    "fields: {:?} is not a store name (lower-case snake case)",
+                    store.get_ref()
+                ),
+            );
+        }
+        let mut headings = BTreeMap::new();
+        for (field, heading) in fields {
+            if !snake(field.get_ref()) {
+                report.error(
+                    field.span(),
+                    format!(
+                        "fields: {:?} is not a field name (lower-case snake case)",
+                        field.get_ref()
+                    ),
+                );
+            }
+            let text = heading.get_ref();
+            if text.trim().is_empty() || text.contains(['\n', '\r']) {
+                report.error(
+                    heading.span(),
+                    format!(
+                        "the heading of {} must be one non-empty line",
+                        field.get_ref()
+                    ),
+                );
+            }
+            headings.insert(field.into_inner(), heading.into_inner());
+        }
+        out.insert(store.into_inner(), headings);
+    }
+    out
 }
 
 fn check_purpose(raw: RawPurpose, report: &mut Reporter<'_>) -> Purpose {
@@ -423,6 +492,8 @@ fn check_category(
         anonymous: anonymous.is_some(),
         archive_exempt: raw.archive_exempt,
         access_roles,
+        other_parties: raw.other_parties.unwrap_or_default(),
+        fields: check_fields(raw.fields, report),
     }
 }
 

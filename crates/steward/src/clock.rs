@@ -7,6 +7,12 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Today's date in UTC: the day requests are dated by when no other day is
+/// given (`rights::create` refuses a day after it).
+pub fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
 /// RFC 3339 form of a stored timestamp, for humans and JSON.
 pub fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)

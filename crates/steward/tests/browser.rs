@@ -33,7 +33,9 @@ fn a_subject_gets_a_copy_of_their_data_through_the_console() {
     // Seeding produces a bundle, which blocks on the blob store: outside the runtime.
     let env = Env::sqlite();
     let d = demo::seed(&env);
-    block_on(copy_of_my_data(env, d));
+    // A photo of hers, for the bundle's page to link to.
+    let (_, photo_bytes) = common::seed_media(&env.core, &d.gwen, "harbour-walk.jpg");
+    block_on(copy_of_my_data(env, d, photo_bytes));
 }
 
 /// Runs a browser scenario on a runtime of its own (seeding happens before,
@@ -46,7 +48,7 @@ fn block_on(scenario: impl std::future::Future<Output = ()>) {
         .block_on(scenario);
 }
 
-async fn copy_of_my_data(env: Env, d: demo::Demo) {
+async fn copy_of_my_data(env: Env, d: demo::Demo, photo_bytes: Vec<u8>) {
     let Some(chrome) = Chrome::start().await else {
         return;
     };
@@ -228,6 +230,73 @@ async fn copy_of_my_data(env: Env, d: demo::Demo) {
         .read_to_string(&mut calls)
         .unwrap();
     assert!(calls.contains("+447700900123"), "{calls}");
+
+    // The bundle explains itself: its index.html, opened offline from the
+    // extracted ZIP, lists her calls with readable dates and the numbers she
+    // dialled or was called from, and links to her photo.
+    let unpacked = tempfile::tempdir().unwrap();
+    zip.extract(unpacked.path()).unwrap();
+    let index = unpacked.path().join("index.html");
+    chrome.goto(&format!("file://{}", index.display())).await;
+    let calls_table = chrome.text("#call_records + table").await;
+    let stored = steward_store::params![gwen.subject_id.as_str()];
+    let stored_calls: Vec<i64> = env
+        .core
+        .db
+        .read(|c| {
+            c.query(
+                "SELECT start_at FROM call_records \
+                 WHERE caller_subject_id = $1 OR callee_subject_id = $1",
+                stored,
+            )
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r.i64(0).unwrap())
+        .collect();
+    assert_eq!(stored_calls.len(), 6);
+    let rows = chrome
+        .client
+        .find_all(fantoccini::Locator::Css("#call_records + table tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), stored_calls.len(), "{calls_table}");
+    for at in &stored_calls {
+        let day = time::OffsetDateTime::from_unix_timestamp(*at)
+            .unwrap()
+            .date()
+            .to_string();
+        assert!(calls_table.contains(&day), "{day} in {calls_table}");
+    }
+    assert!(
+        calls_table.contains("+442079460018"),
+        "the number she dialled: {calls_table}"
+    );
+    assert!(
+        calls_table.contains("+441614960753"),
+        "the caller ID she saw: {calls_table}"
+    );
+    assert!(calls_table.contains("outgoing") && calls_table.contains("incoming"));
+    assert!(
+        !calls_table.contains("1772") && !calls_table.contains("redacted"),
+        "{calls_table}"
+    );
+    chrome.screenshot(&shots, "bundle", DESKTOP.0).await;
+    let href = chrome
+        .css("a[href^='files/media/']")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    chrome.click("a[href^='files/media/']").await;
+    let opened = chrome.client.current_url().await.unwrap();
+    assert!(opened.as_str().ends_with(&href), "{opened} follows {href}");
+    assert_eq!(
+        std::fs::read(unpacked.path().join(&href)).unwrap(),
+        photo_bytes,
+        "the linked file is her photo"
+    );
     // The download is on the request's timeline and in the audit log.
     let timeline = steward::rights::timeline(&env.core, &Actor::cli(), &request_id).unwrap();
     assert!(timeline.iter().any(|t| t.event == "downloaded"));

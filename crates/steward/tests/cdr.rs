@@ -436,8 +436,17 @@ const OTHER_E164: &str = "+441614960000";
 const LATIN1_NAME: &[u8] = b"Ren\xe9e Quarrington";
 
 fn bundle(env: &Env, dpo: &Actor, subject: &str) -> BTreeMap<String, String> {
+    bundle_from(&env.core, env, dpo, subject)
+}
+
+fn bundle_from(
+    core: &steward::Steward,
+    env: &Env,
+    dpo: &Actor,
+    subject: &str,
+) -> BTreeMap<String, String> {
     let req = rights::create(
-        &env.core,
+        core,
         dpo,
         NewRequest {
             subject: SubjectRef::Id(subject.to_owned()),
@@ -449,9 +458,9 @@ fn bundle(env: &Env, dpo: &Actor, subject: &str) -> BTreeMap<String, String> {
         },
     )
     .unwrap();
-    rights::verify(&env.core, dpo, &req.id, "known caller").unwrap();
-    let out = env.dir.path().join(format!("bundle-{subject}.zip"));
-    export::for_request(&env.core, dpo, &req.id, &out).unwrap();
+    rights::verify(core, dpo, &req.id, "known caller").unwrap();
+    let out = env.dir.path().join(format!("bundle-{}.zip", req.id));
+    export::for_request(core, dpo, &req.id, &out).unwrap();
     let mut z = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
     (0..z.len())
         .map(|i| {
@@ -505,47 +514,102 @@ fn rights_scenario(env: &Env) {
     assert_eq!(other.len(), 1);
     let other = other[0].clone();
 
-    // Rosa's access bundle holds both calls, with her side only: the other
-    // party's id is redacted and their sealed fields are left out.
+    // Rosa's access bundle holds both calls from her side, as an itemised
+    // bill shows them: the number she dialled and the caller ID she was shown
+    // (the policy's default `other_parties = "show"`), and nothing else of the
+    // other party: not their id, their raw number or their presented name.
     let files = bundle(env, &dpo, &rosa.subject_id);
     let calls_text = &files["data/call_records.json"];
     let calls: Vec<Json> = serde_json::from_str(calls_text).unwrap();
     assert_eq!(calls.len(), 2, "{calls_text}");
     assert!(
-        !calls_text.contains("1614960000") && !calls_text.contains("161 496"),
-        "the other party's number is not Rosa's to receive: {calls_text}"
+        !calls_text.contains(&other),
+        "not the other party's id: {calls_text}"
     );
-    assert!(!calls_text.contains(&other), "nor their id");
-    let made = calls
-        .iter()
-        .find(|c| c["caller_subject_id"] == rosa.subject_id.as_str())
-        .unwrap();
-    assert_eq!(made["caller_number"], ROSA_E164);
-    assert_eq!(made["caller_raw"], "07700900123");
-    assert_eq!(made["callee_subject_id"], "redacted");
-    for hidden in ["callee_number", "callee_raw"] {
-        assert_eq!(made[hidden], "redacted", "{hidden} in {made}");
+    assert!(
+        !calls_text.contains("161 496") && !calls_text.contains("01614960000"),
+        "nor their raw number"
+    );
+    for internal in [
+        "tenant_id",
+        "source_format",
+        "ama_flags",
+        "ingested_at",
+        "leg_id",
+        "subject_id",
+    ] {
+        assert!(!calls_text.contains(internal), "{internal} in {calls_text}");
     }
-    assert_eq!(made["billsec"], 60);
+    // Oldest first.
+    let made = &calls[0];
+    assert_eq!(made["direction"], "outgoing", "{made}");
+    assert_eq!(made["your_number"], ROSA_E164);
+    assert_eq!(
+        made["other_party_number"], OTHER_E164,
+        "the number she dialled"
+    );
+    assert_eq!(made["billed_duration"], 60);
+    assert_eq!(made["duration"], 65);
+    assert!(
+        made["started_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-02T"),
+        "{made}"
+    );
     // Channel names, dialplan data and the userfield are not kept (minimisation).
     for dropped in ["channel", "dst_channel", "last_data", "user_field"] {
         assert!(made.get(dropped).is_none(), "{dropped} in {made}");
     }
     // Bytes that are not UTF-8 come back exactly, as base64.
     let back = |v: &Json| steward::ingest::cdr::raw_bytes(v.as_str().unwrap());
-    assert_eq!(back(&made["caller_name"]), LATIN1_NAME);
+    assert_eq!(back(&made["your_caller_name"]), LATIN1_NAME);
     assert_eq!(
-        made["caller_name"],
+        made["your_caller_name"],
         format!("base64:{}", Base64::encode_string(LATIN1_NAME))
     );
-    let received = calls
-        .iter()
-        .find(|c| c["callee_subject_id"] == rosa.subject_id.as_str())
-        .unwrap();
-    assert_eq!(received["callee_number"], ROSA_E164);
-    assert_eq!(received["caller_subject_id"], "redacted");
-    assert_eq!(received["caller_number"], "redacted");
-    assert_eq!(received["caller_name"], "redacted");
+    let received = &calls[1];
+    assert_eq!(received["direction"], "incoming", "{received}");
+    assert_eq!(received["your_number"], ROSA_E164);
+    assert_eq!(
+        received["other_party_number"], OTHER_E164,
+        "the caller ID she was shown"
+    );
+    // What is about the caller's end stays theirs.
+    for theirs in ["ip_address", "roaming_network", "your_caller_name"] {
+        assert_eq!(received[theirs], Json::Null, "{theirs} in {received}");
+    }
+    // The page a person reads has both calls, dated, with the dialled number.
+    let index = &files["index.html"];
+    assert!(
+        index.contains("2026-11-02") && index.contains("2026-11-03"),
+        "{index}"
+    );
+    assert!(index.contains(OTHER_E164) && index.contains("outgoing") && index.contains("incoming"));
+    assert!(
+        index.contains("1 min 05 s"),
+        "durations in minutes and seconds"
+    );
+
+    // The policy can mask or leave out other parties' numbers instead.
+    for (choice, expected) in [("mask", json!("**********000")), ("redact", Json::Null)] {
+        let text = include_str!("../../../policy/default.toml").replace(
+            "# were shown, as an itemised bill does: they already hold it (docs/POLICY.md).\nother_parties = \"show\"",
+            &format!("other_parties = \"{choice}\""),
+        );
+        assert!(text.contains(&format!("other_parties = \"{choice}\"")));
+        let path = env.dir.path().join(format!("policy-{choice}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let core2 = env.reopen_with(|s| s.policy_file = Some(path.clone()));
+        let files = bundle_from(&core2, env, &dpo, &rosa.subject_id);
+        let calls: Vec<Json> = serde_json::from_str(&files["data/call_records.json"]).unwrap();
+        assert_eq!(calls.len(), 2);
+        for c in &calls {
+            assert_eq!(c["other_party_number"], expected, "{choice}: {c}");
+            assert_eq!(c["your_number"], ROSA_E164);
+        }
+        assert!(!files["index.html"].contains(OTHER_E164), "{choice}");
+    }
     // The CSV has the same columns on every row (one header, then the rows).
     let csv = &files["data/call_records.csv"];
     let widths: Vec<usize> = csv

@@ -1168,12 +1168,16 @@ async fn malformed_console_input_is_refused_with_a_clear_message() {
         s == 200 && body.contains("The request was recorded"),
         "{body}"
     );
-    // The timeline names who recorded it by username and role.
+    // The timeline names who recorded it by username and role; the account id
+    // is only in the cell's title (on hover), never its text.
     assert!(
-        body.contains(&format!("{} (Data protection officer)", staff.username))
-            && !body.contains(&format!("account:{}</td>", staff.id)),
+        body.contains(&format!(
+            "title=\"account:{}\">{} (DPO)</td>",
+            staff.id, staff.username
+        )),
         "{body}"
     );
+    assert!(!body.contains(&format!(">account:{}", staff.id)), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1450,12 +1454,29 @@ async fn the_audit_page_verifies_on_demand_and_names_who_acted() {
     assert_eq!(s, 200);
     assert!(body.contains("has not been verified"), "{body}");
     assert!(verifications().is_empty());
-    // Actors by username and role, not by account id.
+    // Actors by username and role, not by account id (kept in the title).
     assert!(
-        body.contains(&format!("{} (Data protection officer)", staff.username)),
+        body.contains(&format!(
+            "title=\"account:{}\">{} (DPO)</td>",
+            staff.id, staff.username
+        )),
         "{body}"
     );
+    assert!(!body.contains(&format!(">account:{}", staff.id)), "{body}");
     assert!(body.contains("root (command line)") || body.contains("(command line)"));
+    // Steward's own jobs by name.
+    steward::retention::run_with(
+        &env.core,
+        steward::clock::now(),
+        "test",
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    let (_, body, _) = dpo.call("GET", "/console/audit", &[]).await;
+    assert!(
+        body.contains("title=\"system:retention\">system: retention</td>"),
+        "{body}"
+    );
 
     // The button verifies the whole chain and records the result.
     let (s, body, _) = dpo.call("POST", "/console/audit/verify", &[]).await;

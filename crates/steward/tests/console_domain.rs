@@ -453,3 +453,63 @@ fn erasure_deletes_stored_bundles_on_postgres() {
         erasure_deletes_the_bundle(env);
     }
 }
+
+/// The answer to send greets the subject by the name held ("Dear Gwen Parry"),
+/// in the letter and in the email; someone with no name held gets the letter's
+/// general greeting and an email without one.
+#[test]
+fn answers_greet_the_subject_by_the_name_held() {
+    let env = Env::sqlite();
+    let core = &env.core;
+    let a = seed_tenant(core, "greet");
+    let staff = actor(&provider_staff(core, "greet-staff", Role::Dpo));
+    let person = |username: &str, name: Option<&str>| {
+        let mut new = common::new_user(username, Role::Subject);
+        new.display_name = name.map(str::to_owned);
+        accounts::create_user(core, &Actor::cli(), &a.tenant.id, new)
+            .unwrap()
+            .subject_id
+    };
+    let gwen = person("greet-gwen", Some("Gwen Parry"));
+    let nameless = person("greet-nameless", None);
+
+    for kind in [Kind::Access, Kind::Erasure] {
+        let id = file(&env, &gwen, kind, 0);
+        let c = rights::confirmation(core, &staff, &id).unwrap().unwrap();
+        assert!(
+            c.letter.contains("\n\nDear Gwen Parry,\n\n"),
+            "{}",
+            c.letter
+        );
+        assert!(!c.letter.contains("Dear data subject"), "{}", c.letter);
+        assert!(
+            c.email
+                .contains("\n\nDear Gwen Parry,\n\nWe received your request"),
+            "{}",
+            c.email
+        );
+        // Still by name once the request is under way.
+        rights::verify(core, &staff, &id, "passport seen").unwrap();
+        let c = rights::confirmation(core, &staff, &id).unwrap().unwrap();
+        assert!(c.letter.contains("Dear Gwen Parry,"), "{}", c.letter);
+    }
+    let id = file(&env, &nameless, Kind::Access, 0);
+    let c = rights::confirmation(core, &staff, &id).unwrap().unwrap();
+    assert!(
+        c.letter.contains("\n\nDear data subject,\n\n"),
+        "{}",
+        c.letter
+    );
+    assert!(!c.email.contains("Dear"), "{}", c.email);
+    // Reading the name for the greeting is a read of the subject's record, audited.
+    let reads = steward::audit::list(&core.db, 0, 100_000, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            e.action == "read"
+                && e.subject_id.as_deref() == Some(gwen.as_str())
+                && e.category.as_deref() == Some("contact_details")
+        })
+        .count();
+    assert!(reads >= 1, "the name read is audited");
+}

@@ -1230,7 +1230,9 @@ async fn credit_scenario(env: &Env) {
     assert_eq!(disclosed_to(&files), vec!["credit_agency".to_owned()]);
     let rows: Vec<Value> = serde_json::from_str(&files["data/credit_checks.json"]).unwrap();
     assert_eq!(rows.len(), 1);
-    assert!(rows[0]["sent"].as_str().unwrap().contains("Quarry Hill"));
+    // What was sent, as the structured object it was.
+    assert!(rows[0]["sent"].is_object(), "{}", rows[0]);
+    assert!(rows[0]["sent"].to_string().contains("Quarry Hill"));
     assert_eq!(rows[0]["decision"], "refer");
 
     // A permission withdrawn before use: refused. Withdrawal deletes the stored checks.

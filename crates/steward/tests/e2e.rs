@@ -129,6 +129,28 @@ fn a_new_user_end_to_end() {
     }
     let (s, body) = call(&base, "GET", "/healthz", None, None);
     assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
+    // A browser pointed at the server finds the console: `/` sends it to the
+    // console's start page (303), which sends a visitor to the login form.
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (status, location, login) = rt.block_on(async {
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let r = http.get(format!("{base}/")).send().await.unwrap();
+            let location = r.headers()["location"].to_str().unwrap().to_owned();
+            let login = reqwest::get(format!("{base}/")).await.unwrap();
+            let login = (login.url().path().to_owned(), login.text().await.unwrap());
+            (r.status().as_u16(), location, login)
+        });
+        assert_eq!((status, location.as_str()), (303, "/console"));
+        assert_eq!(login.0, "/console/login");
+        assert!(login.1.contains("name=\"password\""), "{}", login.1);
+    }
 
     // The CLI works on the same embedded store while the server runs.
     let (code, out, err) = steward(
@@ -435,4 +457,165 @@ fn a_second_server_on_one_sqlite_directory_is_refused() {
     let second = serve(&data);
     let (status, _) = call(&second.base, "GET", "/healthz", None, None);
     assert_eq!(status, 200);
+}
+
+/// `requests create` without `--received` dates the request today and says so;
+/// with it, the day given.
+#[test]
+fn a_request_recorded_without_a_day_is_received_today() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let (code, out, err) = steward(
+        &data,
+        &["admin", "create-tenant", "--name", "T", "--json"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let tenant = json_of(&out)["id"].as_str().unwrap().to_owned();
+    let (code, _, err) = steward(
+        &data,
+        &[
+            "admin",
+            "create-user",
+            "--tenant",
+            &tenant,
+            "--username",
+            "gwen",
+            "--role",
+            "subject",
+            "--password-stdin",
+        ],
+        Some("a long password\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let today = || time::OffsetDateTime::now_utc().date().to_string();
+    let before = today();
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "requests",
+            "create",
+            "--kind",
+            "access",
+            "--subject-username",
+            "gwen",
+            "--channel",
+            "letter",
+        ];
+        args.extend_from_slice(extra);
+        steward(&data, &args, None)
+    };
+    let (code, out, err) = create(&[]);
+    assert_eq!(code, 0, "{err}");
+    let after = today();
+    // (Around midnight UTC the day may turn between the two readings.)
+    let day = if out.contains(&format!("received {before} ")) {
+        before
+    } else {
+        after
+    };
+    assert!(
+        out.contains(&format!(
+            "received {day} (today: --received not given)  due "
+        )),
+        "{out}"
+    );
+    let (_, due, _) = steward(&data, &["requests", "deadline", "--received", &day], None);
+    assert!(
+        out.contains(&format!("due {} (", due.trim())),
+        "{out} / {due}"
+    );
+    // As JSON: the day, and that it was taken for want of --received.
+    let (code, out, err) = create(&["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r = json_of(&out);
+    assert_eq!(r["received_defaulted"], true, "{r}");
+    assert_eq!(r["due_on"], due.trim(), "{r}");
+    // A day given is taken as given, with no note.
+    let (code, out, err) = create(&["--received", "2026-01-05"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("received 2026-01-05  due "), "{out}");
+    assert!(!out.contains("--received not given"), "{out}");
+}
+
+/// A command missing an argument, whether clap finds it missing or the
+/// command does (one of several flags, a value only some calls need), says
+/// what is missing and shows one correct call; a value given but wrong does
+/// not get the example.
+#[test]
+fn a_missing_argument_is_answered_with_an_example() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    for (args, example) in [
+        // Missing to clap: required flags, a positional, a flag without its value.
+        (
+            &["requests", "create", "--kind", "access"][..],
+            "Example: steward requests create --kind access --subject-email ",
+        ),
+        (
+            &["requests", "verify"][..],
+            "Example: steward requests verify REQUEST_ID --method ",
+        ),
+        (
+            &["requests", "deadline", "--received"][..],
+            "Example: steward requests deadline --received ",
+        ),
+        (
+            &["admin", "create-tenant"][..],
+            "Example: steward admin create-tenant --name ",
+        ),
+        (
+            &["--json", "policy", "render"][..],
+            "Example: steward policy render --out ",
+        ),
+        // Missing to the command itself.
+        (
+            &[
+                "requests",
+                "create",
+                "--kind",
+                "access",
+                "--channel",
+                "letter",
+            ][..],
+            "Example: steward requests create ",
+        ),
+        (
+            &["ingest", "extension", "--subject-username", "gwen"][..],
+            "Example: steward ingest extension --subject-username gwen --extension 1001",
+        ),
+        (
+            &["marketing", "suppress", "--channel", "letter"][..],
+            "Example: steward marketing suppress --email ",
+        ),
+    ] {
+        let (code, _, err) = steward(&data, args, None);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(example), "{args:?}: {err}");
+        assert_eq!(err.matches("Example: ").count(), 1, "{args:?}: {err}");
+    }
+    // Given but wrong: the message names what is wrong, with no example.
+    for args in [
+        &["requests", "deadline", "--received", "2023-02-29"][..],
+        &[
+            "requests",
+            "create",
+            "--kind",
+            "access",
+            "--channel",
+            "letter",
+            "--subject-email",
+            "not an email",
+        ][..],
+    ] {
+        let (code, _, err) = steward(&data, args, None);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.contains("Example: "), "{args:?}: {err}");
+    }
+    // The help of a command ends with its example too.
+    let (code, out, _) = steward(&data, &["requests", "create", "--help"], None);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Example: steward requests create --kind access"),
+        "{out}"
+    );
 }

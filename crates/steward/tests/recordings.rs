@@ -674,8 +674,13 @@ async fn recordings_flow(env: &Env) {
         audio_wav
     );
     let rows: Value = serde_json::from_slice(&files["data/call_recordings.json"]).unwrap();
-    assert_eq!(rows[0]["name"], FILE_NAME, "{rows}");
-    assert_eq!(rows[0]["other_subject_id"], "redacted", "{rows}");
+    assert_eq!(rows[0]["file_name"], FILE_NAME, "{rows}");
+    assert_eq!(
+        rows[0]["file"],
+        format!("files/call_recordings/{rec_id}.wav"),
+        "{rows}"
+    );
+    assert!(rows[0].get("other_subject_id").is_none(), "{rows}");
     let files = sync(|| bundle(&core, &agent.subject_id, &env.dir.path().join("agent.zip")));
     assert!(!files.contains_key(&format!("files/call_recordings/{rec_id}.wav")));
     assert_eq!(
@@ -684,16 +689,17 @@ async fn recordings_flow(env: &Env) {
     );
     let rows: Value = serde_json::from_slice(&files["data/call_recordings.json"]).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
-    let theirs = rows
+    // Recordings owned by others (the customer's) are in the agent's list
+    // without their file or their name (sealed with the owner's key).
+    let theirs: Vec<&Value> = rows
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["id"] == rec_id.as_str())
-        .unwrap();
-    assert_eq!(
-        (&theirs["subject_id"], &theirs["name"]),
-        (&json!("redacted"), &json!("redacted"))
-    );
+        .filter(|r| r["file"].is_null())
+        .collect();
+    assert_eq!(theirs.len(), 2, "{rows}");
+    assert!(theirs.iter().all(|r| r["file_name"].is_null()), "{rows}");
+    assert!(!rows.to_string().contains(rec_id.as_str()), "{rows}");
 
     // ---- delete: the uploader's role may; the row and the object go ----
     let (s, _) = srv

@@ -451,23 +451,65 @@ fn scenario(env: &Env) -> String {
     let rows = |name: &str| -> Vec<serde_json::Value> {
         serde_json::from_str(&files[&format!("data/{name}.json")]).unwrap()
     };
-    assert_eq!(rows("chat_messages")[0]["body"], "Rosalind's secret recipe");
+    assert_eq!(rows("chat_messages")[0]["text"], "Rosalind's secret recipe");
     let receipt = &rows("chat_receipts")[0];
     assert_eq!(
-        (receipt["state"].as_str(), receipt["message_seq"].as_i64()),
-        (Some("read"), Some(reply.id))
+        (receipt["state"].as_str(), receipt["message_id"].as_str()),
+        (Some("read"), Some(reply.id.to_string().as_str()))
     );
     assert_eq!(rows("chat_conversations")[0]["title"], "Quennell reunion");
     assert_eq!(
         rows("chat_members")[0]["conversation_id"],
         group.id.as_str()
     );
-    assert_eq!(rows("chat_connections")[0]["ip"], "203.0.113.9");
+    assert_eq!(rows("chat_connections")[0]["ip_address"], "203.0.113.9");
     assert!(rows("chat_connections")[0].get("session_hash").is_none());
     assert!(!files["data/chat_receipts.json"].contains("Thanks, Rosalind"));
     assert_eq!(
-        rows("chat_attachments")[0]["name"],
+        rows("chat_attachments")[0]["file_name"],
         "quennell-recipe-card.jpg"
+    );
+    assert_eq!(
+        rows("chat_attachments")[0]["file"],
+        format!("files/chat_attachments/{}.jpg", file.id)
+    );
+    // The conversations as she saw them: the reply she received is there, from
+    // its sender as the directory names them or as "a member".
+    let conversations: Vec<serde_json::Value> =
+        serde_json::from_str(&files["data/conversations.json"]).unwrap();
+    let all = serde_json::Value::Array(conversations.clone()).to_string();
+    assert!(all.contains("Thanks, Rosalind"), "{all}");
+    assert!(all.contains("Rosalind's secret recipe"), "{all}");
+    let group_json = conversations
+        .iter()
+        .find(|c| c["conversation_id"] == group.id.as_str())
+        .unwrap();
+    assert_eq!(group_json["title"], "Quennell reunion");
+    let messages = group_json["messages"].as_array().unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["from"] == "you" && m["yours"] == true)
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["text"] == "Thanks, Rosalind" && m["yours"] == false),
+        "{messages:?}"
+    );
+    assert!(!all.contains("subject_id"), "no member ids: {all}");
+    // Every field of every machine-readable file is described in schema.json,
+    // and no internal column appears.
+    let schema: serde_json::Value = serde_json::from_str(&files["schema.json"]).unwrap();
+    common::assert_described(&files, &schema);
+    // The page a person opens: each category's items in plain words.
+    let index = &files["index.html"];
+    assert!(!index.contains("<script"), "no scripts");
+    assert!(index.contains("Quennell reunion") && index.contains("Thanks, Rosalind"));
+    assert!(index.contains(&format!("href=\"files/media/{}.jpg\"", photo.id)));
+    assert!(
+        index.contains("Credit reference agency") || index.contains("credit"),
+        "disclosures"
     );
     assert_eq!(
         unzip_bytes(&out)[&format!("files/chat_attachments/{}.jpg", file.id)],

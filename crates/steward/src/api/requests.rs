@@ -79,7 +79,7 @@ async fn create_request(
     };
     let received_on = req
         .received_on
-        .unwrap_or_else(|| time::OffsetDateTime::now_utc().date().to_string());
+        .unwrap_or_else(|| crate::clock::today().to_string());
     let new = NewRequest {
         subject,
         kind: req.kind,

@@ -1,9 +1,10 @@
-//! Health, metrics, the OpenAPI document and the public policy.
+//! Health, metrics, the OpenAPI document, the public policy, and `/` (the way
+//! to the console).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,6 +14,7 @@ use super::{ApiResult, AppState, blocking};
 /// Routes outside `/api/v1`.
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
+        .route("/", get(start_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi))
@@ -20,6 +22,19 @@ pub fn routes() -> axum::Router<AppState> {
 
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(policy))
+}
+
+/// `/`: a browser pointed at the server goes to the console's start page
+/// (which sends each account to its first page, or to the login form). Not
+/// in the OpenAPI document, which describes `/api/v1` only.
+///
+/// 303 See Other, not 308 or 301: a permanent redirect is cached by browsers
+/// for good, and what `/` leads to is this version's choice (an operator may
+/// later put a website there in front of Steward); and 303 rather than 307,
+/// because only GET and HEAD are routed here and the console's every other
+/// redirect (login, Post/Redirect/Get) is a 303 as well.
+async fn start_page() -> Redirect {
+    Redirect::to(crate::web::PREFIX)
 }
 
 /// Liveness and database reachability.

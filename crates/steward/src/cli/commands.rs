@@ -78,6 +78,9 @@ pub(super) fn run(cli: Cli) -> Result<i32> {
 pub(crate) fn open(settings: Settings) -> Result<Steward> {
     let (core, report) = open_with_recovery(settings)?;
     announce(&report);
+    for w in crate::rights::view::policy_problems(&core.policy) {
+        eprintln!("policy: warning: {w}");
+    }
     Ok(core)
 }
 
@@ -220,7 +223,13 @@ fn init_logging(format: &str) -> Result<()> {
 fn policy_check(file: &std::path::Path, json: bool) -> Result<i32> {
     match steward_policy::load(file) {
         Ok(checked) => {
-            let warnings: Vec<String> = checked.warnings.iter().map(|w| w.to_string()).collect();
+            let mut warnings: Vec<String> =
+                checked.warnings.iter().map(|w| w.to_string()).collect();
+            warnings.extend(
+                crate::rights::view::policy_problems(&checked.policy)
+                    .into_iter()
+                    .map(|w| format!("{}: warning: {w}", file.display())),
+            );
             for w in &warnings {
                 eprintln!("{w}");
             }

@@ -11,7 +11,7 @@ mod retention;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::error::Error;
@@ -287,9 +287,9 @@ pub enum RequestsCommand {
         /// letter, email, phone or portal.
         #[arg(long)]
         channel: String,
-        /// The day the request was received (YYYY-MM-DD).
+        /// The day the request was received (YYYY-MM-DD); default today (UTC).
         #[arg(long)]
-        received: String,
+        received: Option<String>,
         /// england-and-wales, scotland or northern-ireland (default: the policy's).
         #[arg(long)]
         region: Option<String>,
@@ -439,7 +439,17 @@ pub enum KeysCommand {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = command();
+    let matches = match cmd.try_get_matches_from_mut(&argv) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&e, &cmd, &argv),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e.format(&mut cmd), &cmd, &argv),
+    };
+    let path = matched_path(&matches);
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -448,9 +458,229 @@ pub fn main() -> i32 {
                 Some(field) => eprintln!("error: {field}: {e}"),
                 None => eprintln!("error: {e}"),
             }
+            // A command's own check for a value that was not given (one of
+            // several flags, a flag needed only in some setups) is a missing
+            // argument too: the field at fault names a flag the call left out.
+            if let Some(field) = e.field()
+                && e.exit_code() == 2
+                && left_out(&cmd, &path, &matches, field)
+                && let Some(example) = example(&path)
+            {
+                eprintln!("Example: {example}");
+            }
             e.exit_code()
         }
     }
+}
+
+/// The command line's definition, each command's example shown after its help.
+pub fn command() -> clap::Command {
+    with_examples(Cli::command(), "")
+}
+
+fn with_examples(cmd: clap::Command, path: &str) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let mut cmd = match example(path) {
+        Some(e) => cmd.after_help(format!("Example: {e}")),
+        None => cmd,
+    };
+    for name in names {
+        let sub_path = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path} {name}")
+        };
+        cmd = cmd.mut_subcommand(&name, |s| with_examples(s, &sub_path));
+    }
+    cmd
+}
+
+/// One correct call of each command that takes a value it cannot do without,
+/// keyed by the command's path (`requests create`). Printed after an error for
+/// a missing argument and after the command's `--help`; `tests` checks that
+/// every such command has one and that each one parses.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("serve", "steward serve --listen 127.0.0.1:8080"),
+    (
+        "admin create-tenant",
+        "steward admin create-tenant --name \"Acme Telecom Ltd\" --customer-number PCS-1001",
+    ),
+    (
+        "admin create-user",
+        "steward admin create-user --tenant provider --username dana --role dpo --password-stdin",
+    ),
+    (
+        "consent grant",
+        "steward consent grant --subject-email gwen@example.com --category photos_media \
+         --purpose provision --channel phone --evidence \"call of 2026-11-26 10:14\"",
+    ),
+    (
+        "consent withdraw",
+        "steward consent withdraw --subject-username gwen --category photos_media \
+         --purpose provision --channel letter",
+    ),
+    ("policy check", "steward policy check policy/default.toml"),
+    ("policy render", "steward policy render --out site"),
+    (
+        "keys rotate-master",
+        "steward keys rotate-master --new-key-file /secure/steward-master.key",
+    ),
+    (
+        "requests create",
+        "steward requests create --kind access --subject-email gwen@example.com \
+         --channel letter --received 2026-12-07",
+    ),
+    (
+        "requests verify",
+        "steward requests verify REQUEST_ID --method \"passport seen\"",
+    ),
+    (
+        "requests export",
+        "steward requests export REQUEST_ID --out copy.zip",
+    ),
+    ("requests erase", "steward requests erase REQUEST_ID"),
+    (
+        "requests rectify",
+        "steward requests rectify REQUEST_ID --field email --value gwen.parry@example.com",
+    ),
+    (
+        "requests refuse",
+        "steward requests refuse REQUEST_ID --ground manifestly_unfounded",
+    ),
+    ("requests complete", "steward requests complete REQUEST_ID"),
+    ("requests show", "steward requests show REQUEST_ID"),
+    (
+        "requests deadline",
+        "steward requests deadline --received 2026-12-18",
+    ),
+    (
+        "retention hold",
+        "steward retention hold --subject-email gwen@example.com --kind legal",
+    ),
+    (
+        "retention release",
+        "steward retention release --subject-email gwen@example.com --kind legal",
+    ),
+    (
+        "backup create",
+        "steward backup create /var/backups/steward-2026-12-07",
+    ),
+    (
+        "backup restore",
+        "steward backup restore /var/backups/steward-2026-12-07",
+    ),
+    (
+        "ingest cdr",
+        "steward ingest cdr --tenant TENANT_ID /var/log/asterisk/cdr-csv/Master.csv",
+    ),
+    (
+        "ingest recording",
+        "steward ingest recording --call 0123456789abcdef0123456789abcdef \
+         --direction inbound --duration 95 call.wav",
+    ),
+    (
+        "ingest extension",
+        "steward ingest extension --subject-username gwen --extension 1001",
+    ),
+    ("usage", "steward usage --tenant TENANT_ID --month 2026-11"),
+    (
+        "marketing suppress",
+        "steward marketing suppress --email gwen@example.com --channel letter",
+    ),
+    (
+        "marketing check",
+        "steward marketing check --email gwen@example.com",
+    ),
+    (
+        "marketing resume",
+        "steward marketing resume --subject-email gwen@example.com --channel letter \
+         --evidence \"letter of 2026-12-01\"",
+    ),
+];
+
+/// The example call of the command at `path`, if it has one.
+pub fn example(path: &str) -> Option<&'static str> {
+    EXAMPLES.iter().find(|(p, _)| *p == path).map(|(_, e)| *e)
+}
+
+/// Prints clap's error (or help, or version) as clap would, then, when the
+/// error is a missing argument or a flag given without its value, the
+/// command's example. Returns the exit code.
+fn usage_error(e: &clap::Error, cmd: &clap::Command, argv: &[std::ffi::OsString]) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let _ = e.print();
+    let missing = match e.kind() {
+        ErrorKind::MissingRequiredArgument => true,
+        // "a value is required for '--kind <KIND>' but none was supplied"
+        ErrorKind::InvalidValue => matches!(
+            e.get(ContextKind::InvalidValue),
+            Some(ContextValue::String(v)) if v.is_empty()
+        ),
+        _ => false,
+    };
+    if missing && let Some(example) = example(&argv_path(cmd, argv)) {
+        eprintln!("Example: {example}");
+    }
+    e.exit_code()
+}
+
+/// The path of the command a command line names (`requests create`), read
+/// from its words: a parse error does not say which command it was in.
+/// Flags are skipped with their values.
+pub fn argv_path(root: &clap::Command, argv: &[std::ffi::OsString]) -> String {
+    let mut cmd = root;
+    let mut path: Vec<&str> = Vec::new();
+    let mut words = argv.iter().skip(1).map(|w| w.to_string_lossy());
+    while let Some(w) = words.next() {
+        if w == "--" {
+            break;
+        }
+        if let Some(long) = w.strip_prefix("--") {
+            let takes_value = cmd
+                .get_arguments()
+                .chain(root.get_arguments())
+                .find(|a| a.get_long() == Some(long))
+                .is_some_and(|a| a.get_action().takes_values());
+            if takes_value {
+                words.next();
+            }
+        } else if !w.starts_with('-')
+            && let Some(sub) = cmd.find_subcommand(w.as_ref())
+        {
+            path.push(sub.get_name());
+            cmd = sub;
+        }
+    }
+    path.join(" ")
+}
+
+/// The path of the command that was parsed.
+fn matched_path(matches: &clap::ArgMatches) -> String {
+    let mut path = Vec::new();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        path.push(name);
+        m = sub;
+    }
+    path.join(" ")
+}
+
+/// Whether `field` (as an error names it: `new-key-file`, `subject`) is an
+/// argument of the command at `path` that the call did not give.
+fn left_out(root: &clap::Command, path: &str, matches: &clap::ArgMatches, field: &str) -> bool {
+    let id = field.replace('-', "_");
+    let mut cmd = root;
+    let mut m = matches;
+    for name in path.split_whitespace() {
+        match (cmd.find_subcommand(name), m.subcommand_matches(name)) {
+            (Some(c), Some(sub)) => (cmd, m) = (c, sub),
+            _ => return false,
+        }
+    }
+    cmd.get_arguments().any(|a| a.get_id() == id.as_str()) && !m.contains_id(&id)
 }
 
 /// Prints a result as JSON or as text.
@@ -470,7 +700,119 @@ pub(crate) fn invalid(field: &str, msg: impl Into<String>) -> Error {
 mod tests {
     use clap::Parser;
 
-    use super::Cli;
+    use super::{Cli, EXAMPLES};
+
+    /// An example's words, as a shell splits them (double quotes only).
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut word = String::new();
+        let (mut quoted, mut started) = (false, false);
+        for c in line.chars() {
+            match c {
+                '"' => (quoted, started) = (!quoted, true),
+                c if c.is_whitespace() && !quoted => {
+                    if started {
+                        out.push(std::mem::take(&mut word));
+                    }
+                    started = false;
+                }
+                c => (word, started) = (word + &c.to_string(), true),
+            }
+        }
+        if started {
+            out.push(word);
+        }
+        out
+    }
+
+    /// Every command (a leaf of the tree) by its path, with whether it takes
+    /// a value it cannot do without (a required argument or group).
+    fn commands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {
+        for sub in cmd.get_subcommands() {
+            let p = format!("{path} {}", sub.get_name()).trim().to_owned();
+            if sub.has_subcommands() {
+                commands(sub, &p, out);
+            } else {
+                let needs = sub.get_arguments().any(|a| a.is_required_set())
+                    || sub.get_groups().any(|g| g.is_required_set());
+                out.push((p, needs));
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_with_a_required_value_has_an_example_that_parses() {
+        let mut cmd = super::command();
+        cmd.build();
+        let mut all = Vec::new();
+        commands(&cmd, "", &mut all);
+        let without: Vec<&str> = all
+            .iter()
+            .filter(|(p, needs)| *needs && super::example(p).is_none())
+            .map(|(p, _)| p.as_str())
+            .collect();
+        assert!(without.is_empty(), "no example for: {without:?}");
+        // "requests create" needs --kind and --channel at least.
+        assert!(all.contains(&("requests create".to_owned(), true)));
+        for (path, example) in EXAMPLES {
+            assert!(
+                all.iter().any(|(p, _)| p == path),
+                "{path:?} is not a command"
+            );
+            assert!(
+                example.starts_with(&format!("steward {path} ")),
+                "{path}: {example}"
+            );
+            let argv = words(example);
+            let parsed = super::command().try_get_matches_from(&argv);
+            let parsed_path = parsed.as_ref().map(super::matched_path);
+            assert_eq!(
+                parsed_path.as_deref().map_err(|e| e.to_string()),
+                Ok(*path),
+                "{example}"
+            );
+            assert!(Cli::try_parse_from(&argv).is_ok(), "{example}");
+            let os: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+            assert_eq!(&super::argv_path(&cmd, &os), path, "{example}");
+        }
+        // The help of a command ends with its example.
+        let help = cmd
+            .find_subcommand_mut("requests")
+            .and_then(|r| r.find_subcommand_mut("create"))
+            .map(|c| c.render_help().to_string())
+            .unwrap_or_default();
+        assert!(
+            help.contains("Example: steward requests create --kind access"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn the_path_of_a_command_line_skips_flags_and_their_values() {
+        let mut cmd = super::command();
+        cmd.build();
+        let path = |args: &[&str]| {
+            let argv: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            super::argv_path(&cmd, &argv)
+        };
+        assert_eq!(
+            path(&[
+                "steward",
+                "--data-dir",
+                "requests",
+                "requests",
+                "create",
+                "--kind"
+            ]),
+            "requests create"
+        );
+        assert_eq!(
+            path(&["steward", "--json", "requests", "verify", "--method=x"]),
+            "requests verify"
+        );
+        assert_eq!(path(&["steward", "usage"]), "usage");
+        assert_eq!(path(&["steward", "--", "requests"]), "");
+    }
 
     fn sync_commit(args: &[&str]) -> Result<bool, String> {
         let mut argv = vec!["steward"];

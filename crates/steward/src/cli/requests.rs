@@ -29,8 +29,13 @@ fn subject_ref(a: SubjectArgs) -> Result<SubjectRef> {
 }
 
 fn line(r: &Request) -> String {
+    line_noted(r, "")
+}
+
+/// [`line`] with a note after the day received (` (today: …)`).
+fn line_noted(r: &Request, received_note: &str) -> String {
     format!(
-        "{id}  {kind:<13} {state:<19} received {received}  due {due} ({left} working days{over})",
+        "{id}  {kind:<13} {state:<19} received {received}{received_note}  due {due} ({left} working days{over})",
         id = r.id,
         kind = r.kind.as_str(),
         state = r.state.as_str(),
@@ -94,6 +99,10 @@ pub(super) fn run(settings: Settings, cmd: RequestsCommand, json: bool) -> Resul
             region,
             details,
         } => {
+            // Without --received the request is dated today, and the answer says
+            // so: its deadline runs from that day.
+            let defaulted = received.is_none();
+            let received_on = received.unwrap_or_else(|| crate::clock::today().to_string());
             let r = rights::create(
                 &core,
                 &actor,
@@ -101,12 +110,24 @@ pub(super) fn run(settings: Settings, cmd: RequestsCommand, json: bool) -> Resul
                     subject: subject_ref(subject)?,
                     kind: kind.parse()?,
                     channel: channel.parse()?,
-                    received_on: received,
+                    received_on,
                     region,
                     details,
                 },
             )?;
-            emit_request(json, &r);
+            let text = line_noted(
+                &r,
+                if defaulted {
+                    " (today: --received not given)"
+                } else {
+                    ""
+                },
+            );
+            let mut value = serde_json::to_value(&r).unwrap_or_default();
+            if defaulted {
+                value["received_defaulted"] = json!(true);
+            }
+            emit(json, &value, &text);
         }
         RequestsCommand::Verify { id, method } => {
             emit_request(json, &rights::verify(&core, &actor, &id, &method)?)

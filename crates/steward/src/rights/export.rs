@@ -1,25 +1,38 @@
-//! The access and portability bundle: one ZIP with a manifest, every registered
-//! store's rows about the subject as JSON and CSV, their device contacts and
-//! business directory entry as vCard 4.0 files, and the Article 15
-//! information (purposes, categories, recipients actually disclosed to, from the
-//! audit log, retention and source).
+//! The access and portability bundle: one ZIP that explains itself.
 //!
-//! Written row page by row page straight into the archive, so memory does not
-//! grow with the bundle. Inside records shared with other people (a call, a
-//! chat), the other people's ids and fields are left out: their columns are
-//! sealed with their keys, which this export never opens.
+//! * `index.html` (with `pages/` when a table is long): what a person opens.
+//!   Who holds their data and why, then one section per category with its
+//!   items in plain words, their conversations, who received their data and
+//!   their consent history as timelines (`pages.rs`).
+//! * `data/<store>.json` and `.csv`: every registered store's rows about the
+//!   subject with stable, documented field names (`view.rs`), times in ISO
+//!   8601; `data/conversations.json` and `data/disclosures.json`; all
+//!   described field by field in `schema.json`.
+//! * `files/`: their photos, recordings and chat attachments, decrypted;
+//!   `contacts/`: their contacts as vCard 4.0.
+//! * `article15.json` and `.md`: the Article 15 information; `manifest.json`.
+//!
+//! Rows are read page by page and written as they are read (the pages of a
+//! long table through a temporary file), so memory does not grow with the
+//! bundle. Inside records shared with other people (a call, a chat) only what
+//! the subject saw is opened with the other people's keys: the number they
+//! dialled or were called from, a chat partner's messages and name as the
+//! app showed them, each as the category's `other_parties` decides.
 
-use std::collections::BTreeMap;
-use std::io::{Seek, Write};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::Path;
 
-use base64ct::{Base64, Encoding};
 use serde::Serialize;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
+use steward_crypto::DataKey;
+use steward_policy::OtherParties;
 use steward_store::{Row, Value, params};
 use utoipa::ToSchema;
 use zip::write::SimpleFileOptions;
 
+use super::pages::{self, Reader, Section, Shown, ShownConversation, ShownMessage, Table};
+use super::view::{self, Cell, OtherKeys, Plan, View};
 use super::{
     Kind, Request, State, audit_request, for_action, log_event, require_actionable, set_state,
 };
@@ -30,7 +43,11 @@ use crate::core::{Steward, fields};
 use crate::error::{Error, Result};
 use crate::registry::{PERSONAL_STORES, PersonalStore};
 
-const PAGE: i64 = 500;
+/// Rows read per query.
+const PAGE: i64 = 2000;
+/// The latest items of a timeline, or messages of a conversation, shown on
+/// `index.html` (all of them are in the data files).
+const SHOWN_ON_INDEX: usize = 1000;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BundleSummary {
@@ -61,7 +78,7 @@ pub fn for_request(
     let partial = out.with_extension("partial");
     let file = std::fs::File::create(&partial)
         .map_err(|e| Error::invalid("out", format!("cannot write {}: {e}", partial.display())))?;
-    let summary = match write_bundle(core, &req, std::io::BufWriter::new(file)) {
+    let summary = match write_bundle(core, &req, BufWriter::new(file)) {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
@@ -114,16 +131,67 @@ fn zip_err(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("writing the bundle: {e}"))
 }
 
+/// The bundle being written: the archive and what has gone into it.
+struct Bundle<W: Write + Seek> {
+    zip: zip::ZipWriter<W>,
+    summary: BundleSummary,
+}
+
+impl<W: Write + Seek> Bundle<W> {
+    fn start(&mut self, name: &str) -> Result<()> {
+        self.zip.start_file(name, options()).map_err(zip_err)?;
+        self.summary.files.push(name.to_owned());
+        Ok(())
+    }
+
+    fn put(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.start(name)?;
+        self.zip.write_all(bytes).map_err(zip_err)
+    }
+
+    fn put_json(&mut self, name: &str, v: &Json) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(v).map_err(zip_err)?;
+        self.put(name, &bytes)
+    }
+
+    /// Copies a spooled file into the archive as `name`.
+    fn put_spool(&mut self, name: &str, spool: Spool) -> Result<()> {
+        let mut r = spool.reader()?;
+        self.start(name)?;
+        std::io::copy(&mut r, &mut self.zip).map_err(zip_err)?;
+        Ok(())
+    }
+}
+
+/// A temporary file written while the archive is busy with another entry.
+struct Spool(BufWriter<std::fs::File>);
+
+impl Spool {
+    fn new() -> Result<Spool> {
+        Ok(Spool(BufWriter::new(
+            tempfile::tempfile().map_err(zip_err)?,
+        )))
+    }
+
+    fn reader(self) -> Result<BufReader<std::fs::File>> {
+        let mut f = self.0.into_inner().map_err(zip_err)?;
+        f.seek(std::io::SeekFrom::Start(0)).map_err(zip_err)?;
+        Ok(BufReader::new(f))
+    }
+}
+
 /// Writes the bundle for `req` into `w`.
 pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Result<BundleSummary> {
-    let mut zip = zip::ZipWriter::new(w);
-    let mut summary = BundleSummary {
-        request_id: req.id.clone(),
-        subject_id: req.subject_id.clone(),
-        erased_at: None,
-        counts: BTreeMap::new(),
-        files: Vec::new(),
-        missing_files: Vec::new(),
+    let mut b = Bundle {
+        zip: zip::ZipWriter::new(w),
+        summary: BundleSummary {
+            request_id: req.id.clone(),
+            subject_id: req.subject_id.clone(),
+            erased_at: None,
+            counts: BTreeMap::new(),
+            files: Vec::new(),
+            missing_files: Vec::new(),
+        },
     };
     let Some(subject) = req.subject_id.clone() else {
         // Nothing is held: say so, and when.
@@ -140,7 +208,7 @@ pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Res
                 .transpose()?,
             None => None,
         };
-        summary.erased_at = erased_at;
+        b.summary.erased_at = erased_at;
         let text = match erased_at {
             Some(at) => format!(
                 "We hold no personal data about you. Your data was erased on {} \
@@ -150,48 +218,83 @@ pub fn write_bundle<W: Write + Seek>(core: &Steward, req: &Request, w: W) -> Res
             ),
             None => "We hold no personal data about you.\n".to_owned(),
         };
-        put(&mut zip, &mut summary, "README.txt", text.as_bytes())?;
-        let m = manifest(core, req, &summary);
-        put_json(&mut zip, &mut summary, "manifest.json", &m)?;
-        zip.finish().map_err(zip_err)?;
-        return Ok(summary);
+        b.put("README.txt", text.as_bytes())?;
+        let m = manifest(core, req, &b.summary);
+        b.put_json("manifest.json", &m)?;
+        b.zip.finish().map_err(zip_err)?;
+        return Ok(b.summary);
     };
     let key = core.subject_key(&subject)?;
+    let reader = Reader::new(&core.policy)?;
+    let mut others = OtherKeys::new(core);
+    // Files first, so that each row can name (and link to) its file.
+    let mut files: HashMap<&'static str, HashMap<String, String>> = HashMap::new();
     for store in PERSONAL_STORES.iter() {
-        let columns = core.db.column_names(store.name)?;
-        let n = write_store(core, &mut zip, store, &columns, &subject, &key)?;
-        summary.counts.insert(store.name.to_owned(), n);
-        summary.files.push(format!("data/{}.json", store.name));
-        summary.files.push(format!("data/{}.csv", store.name));
         if let Some(blob_column) = store.blob_column {
-            write_files(
-                core,
-                &mut zip,
-                &mut summary,
-                store,
-                blob_column,
-                &subject,
-                &key,
-            )?;
+            let written = write_files(core, &mut b, store, blob_column, &subject, &key)?;
+            files.insert(store.name, written);
         }
     }
+    let mut tables: Vec<(&'static str, Table)> = Vec::new();
+    let mut consent = Timeline::default();
+    for store in PERSONAL_STORES.iter() {
+        let view = view::view(store.name)
+            .ok_or_else(|| Error::Internal(format!("{}: no view of the store", store.name)))?;
+        let mut out = StoreOut {
+            reader: &reader,
+            consent: (store.name == "consent_events").then_some(&mut consent),
+        };
+        let table = write_store(
+            core,
+            &mut b,
+            store,
+            view,
+            &subject,
+            &key,
+            &mut others,
+            files.get(store.name),
+            &mut out,
+        )?;
+        b.summary.counts.insert(store.name.to_owned(), table.total);
+        if table.total > 0 {
+            tables.push((store.category, table));
+        }
+    }
+    let conversations = write_conversations(
+        core,
+        &mut b,
+        &req.tenant_id,
+        &subject,
+        &key,
+        &mut others,
+        files.get("chat_attachments"),
+        &reader,
+    )?;
     // Contacts also as vCard 4.0, the form address books import.
     for (name, text) in vcard_files(core, &subject)? {
-        put(&mut zip, &mut summary, name, text.as_bytes())?;
+        b.put(name, text.as_bytes())?;
     }
-    let disclosures = disclosures(core, &subject)?;
-    let art15 = article15(core, &summary, &disclosures);
-    put_json(&mut zip, &mut summary, "article15.json", &art15)?;
-    put(
-        &mut zip,
-        &mut summary,
-        "article15.md",
-        article15_markdown(&art15).as_bytes(),
-    )?;
-    let m = manifest(core, req, &summary);
-    put_json(&mut zip, &mut summary, "manifest.json", &m)?;
-    zip.finish().map_err(zip_err)?;
-    Ok(summary)
+    let (disclosed, events) = disclosures_and_events(core, &subject)?;
+    write_disclosure_events(&mut b, &events)?;
+    let art15 = article15(core, &b.summary, &disclosed);
+    b.put_json("article15.json", &art15)?;
+    b.put("article15.md", article15_markdown(&art15).as_bytes())?;
+    let disclosure_timeline = disclosure_timeline(core, &reader, &events);
+    let index = index_page(
+        core,
+        &reader,
+        &art15,
+        tables,
+        conversations,
+        disclosure_timeline,
+        consent,
+    );
+    b.put("index.html", pages::render(&index)?.as_bytes())?;
+    b.put_json("schema.json", &schema(core))?;
+    let m = manifest(core, req, &b.summary);
+    b.put_json("manifest.json", &m)?;
+    b.zip.finish().map_err(zip_err)?;
+    Ok(b.summary)
 }
 
 /// The subject's device contacts and their business directory entry as vCard
@@ -217,216 +320,388 @@ fn vcard_files(core: &Steward, subject: &str) -> Result<Vec<(&'static str, Strin
     Ok(out)
 }
 
-fn put<W: Write + Seek>(
-    zip: &mut zip::ZipWriter<W>,
-    s: &mut BundleSummary,
-    name: &str,
-    bytes: &[u8],
-) -> Result<()> {
-    zip.start_file(name, options()).map_err(zip_err)?;
-    zip.write_all(bytes).map_err(zip_err)?;
-    s.files.push(name.to_owned());
-    Ok(())
+/// The latest entries of a timeline, and how many earlier ones were left off.
+#[derive(Default)]
+struct Timeline {
+    events: VecDeque<pages::Event>,
+    earlier: u64,
 }
 
-fn put_json<W: Write + Seek>(
-    zip: &mut zip::ZipWriter<W>,
-    s: &mut BundleSummary,
-    name: &str,
-    v: &Json,
-) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(zip_err)?;
-    put(zip, s, name, &bytes)
-}
-
-/// The columns an export shows, in order, with how to produce each.
-enum Out {
-    Plain(usize),
-    Sealed { index: usize, field: String },
-    Redacted,
-}
-
-fn plan(store: &PersonalStore, columns: &[String], subject_col: &str) -> Vec<(String, Out)> {
-    let mut out = Vec::new();
-    for (i, c) in columns.iter().enumerate() {
-        if c.ends_with("_idx") || c.ends_with("_hash") {
-            continue; // derived values, not the subject's data
+impl Timeline {
+    fn push(&mut self, e: pages::Event) {
+        if self.events.len() == SHOWN_ON_INDEX {
+            self.events.pop_front();
+            self.earlier += 1;
         }
-        if let Some((_, owner)) = store.encrypted_columns.iter().find(|(e, _)| e == c) {
-            let name = c.strip_suffix("_enc").unwrap_or(c).to_owned();
-            if *owner == subject_col {
-                out.push((
-                    name,
-                    Out::Sealed {
-                        index: i,
-                        field: store.field_name(c),
-                    },
-                ));
-            } else {
-                // Sealed with someone else's key: not theirs to receive. Named all
-                // the same, so that every row of a store shared by two people (a
-                // call) has the same columns, whichever side the subject is on.
-                out.push((name, Out::Redacted));
-            }
-            continue;
-        }
-        if store.subject_columns.contains(&c.as_str()) && c != subject_col {
-            out.push((c.clone(), Out::Redacted));
-            continue;
-        }
-        out.push((c.clone(), Out::Plain(i)));
-    }
-    out
-}
-
-fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Int(i) => json!(i),
-        Value::Text(t) => json!(t),
-        Value::Bytes(b) => json!(format!("base64:{}", Base64::encode_string(b))),
+        self.events.push_back(e);
     }
 }
 
-fn render(
-    plan: &[(String, Out)],
-    row: &Row,
-    key: &steward_crypto::DataKey,
-    subject: &str,
-) -> Result<Vec<(String, Json)>> {
-    plan.iter()
-        .map(|(name, how)| {
-            let v = match how {
-                Out::Plain(i) => row.0.get(*i).map(value_json).unwrap_or(Json::Null),
-                Out::Redacted => Json::String("redacted".into()),
-                Out::Sealed { index, field } => match row.0.get(*index) {
-                    Some(Value::Bytes(b)) => json!(fields::open(key, field, subject, b)?),
-                    _ => Json::Null,
-                },
-            };
-            Ok((name.clone(), v))
-        })
-        .collect()
+/// What a store's pass feeds besides its files.
+struct StoreOut<'r, 't> {
+    reader: &'r Reader<'r>,
+    consent: Option<&'t mut Timeline>,
 }
 
-/// Pages through the subject's rows of one store (for each column naming them),
-/// calling `each` on every rendered row. Returns the row count.
-fn for_each_row(
-    core: &Steward,
-    store: &PersonalStore,
-    columns: &[String],
-    subject: &str,
-    key: &steward_crypto::DataKey,
-    mut each: impl FnMut(Vec<(String, Json)>) -> Result<()>,
-) -> Result<u64> {
-    let key_index = columns
-        .iter()
-        .position(|c| c == store.key_column)
-        .ok_or_else(|| {
-            Error::Internal(format!(
-                "{}: no key column {}",
-                store.name, store.key_column
-            ))
-        })?;
-    let select = columns.join(", ");
-    let mut n = 0u64;
-    for col in store.subject_columns {
-        let plan = plan(store, columns, col);
-        let mut after: Option<Value> = None;
-        loop {
-            let rows = core.db.read(|c| match &after {
-                None => c.query(
-                    &format!(
-                        "SELECT {select} FROM {t} WHERE {col} = $1 ORDER BY {k} LIMIT $2",
-                        t = store.name,
-                        k = store.key_column
-                    ),
-                    params![subject, PAGE],
-                ),
-                Some(last) => c.query(
-                    &format!(
-                        "SELECT {select} FROM {t} WHERE {col} = $1 AND {k} > $2 ORDER BY {k} LIMIT $3",
-                        t = store.name,
-                        k = store.key_column
-                    ),
-                    &[Value::from(subject), last.clone(), Value::Int(PAGE)],
-                ),
+/// The rows of one store about the subject, through one subject column, in
+/// the view's order (oldest first), read a page at a time.
+struct SideCursor {
+    sql_first: String,
+    sql_next: String,
+    plan: Plan,
+    buf: VecDeque<Row>,
+    /// (order value, key) of the last row read, for the next page.
+    last: Option<(i64, Value)>,
+    done: bool,
+    /// Whether rows are listed by a time (else by key alone).
+    by_time: bool,
+    ord_index: usize,
+    key_index: usize,
+}
+
+impl SideCursor {
+    fn new(
+        core: &Steward,
+        store: &'static PersonalStore,
+        view: &View,
+        columns: &[String],
+        side_index: usize,
+    ) -> Result<SideCursor> {
+        let side = store.subject_columns[side_index];
+        let key_index = columns
+            .iter()
+            .position(|c| c == store.key_column)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "{}: no key column {}",
+                    store.name, store.key_column
+                ))
             })?;
-            for r in &rows {
-                each(render(&plan, r, key, subject)?)?;
-                n += 1;
-            }
-            match rows.last() {
-                Some(last) if rows.len() as i64 == PAGE => after = last.0.get(key_index).cloned(),
-                _ => break,
-            }
+        // A row naming the subject in an earlier column was read there.
+        let earlier: String = store.subject_columns[..side_index]
+            .iter()
+            .map(|c| format!(" AND ({c} IS NULL OR {c} <> $1)"))
+            .collect();
+        let k = store.key_column;
+        let (ord, order_by, after) = match view.order {
+            Some(o) => (
+                format!("COALESCE({o}, 0)"),
+                format!("COALESCE({o}, 0), {k}"),
+                format!("(COALESCE({o}, 0) > $2 OR (COALESCE({o}, 0) = $2 AND {k} > $3))"),
+            ),
+            // No time to list by: by key (the order value is a constant).
+            None => ("0".to_owned(), k.to_owned(), format!("{k} > $2")),
+        };
+        let head = format!(
+            "SELECT {select}, {ord} FROM {t} WHERE {side} = $1{earlier}",
+            select = columns.join(", "),
+            t = store.name,
+        );
+        Ok(SideCursor {
+            sql_first: format!("{head} ORDER BY {order_by} LIMIT $2"),
+            sql_next: format!(
+                "{head} AND {after} ORDER BY {order_by} LIMIT {}",
+                if view.order.is_some() { "$4" } else { "$3" }
+            ),
+            by_time: view.order.is_some(),
+            plan: Plan::new(core, store, view, columns, side),
+            buf: VecDeque::new(),
+            last: None,
+            done: false,
+            ord_index: columns.len(),
+            key_index,
+        })
+    }
+
+    fn fill(&mut self, core: &Steward, subject: &str) -> Result<()> {
+        if !self.buf.is_empty() || self.done {
+            return Ok(());
+        }
+        let rows = core.db.read(|c| match &self.last {
+            None => c.query(&self.sql_first, params![subject, PAGE]),
+            Some((ord, key)) if self.by_time => c.query(
+                &self.sql_next,
+                &[
+                    Value::from(subject),
+                    Value::Int(*ord),
+                    key.clone(),
+                    Value::Int(PAGE),
+                ],
+            ),
+            Some((_, key)) => c.query(
+                &self.sql_next,
+                &[Value::from(subject), key.clone(), Value::Int(PAGE)],
+            ),
+        })?;
+        self.done = (rows.len() as i64) < PAGE;
+        if let Some(last) = rows.last() {
+            self.last = Some((
+                last.i64(self.ord_index)?,
+                last.0.get(self.key_index).cloned().unwrap_or(Value::Null),
+            ));
+        }
+        self.buf.extend(rows);
+        Ok(())
+    }
+
+    /// The order of the next row, if there is one.
+    fn peek(&mut self, core: &Steward, subject: &str) -> Result<Option<(i64, Value)>> {
+        self.fill(core, subject)?;
+        match self.buf.front() {
+            Some(r) => Ok(Some((
+                r.i64(self.ord_index)?,
+                r.0.get(self.key_index).cloned().unwrap_or(Value::Null),
+            ))),
+            None => Ok(None),
         }
     }
-    Ok(n)
 }
 
+fn value_order(a: &(i64, Value), b: &(i64, Value)) -> std::cmp::Ordering {
+    let key = |v: &Value| match v {
+        Value::Int(n) => (0, *n, String::new()),
+        Value::Text(t) => (1, 0, t.clone()),
+        _ => (2, 0, String::new()),
+    };
+    a.0.cmp(&b.0).then_with(|| key(&a.1).cmp(&key(&b.1)))
+}
+
+/// Writes one store's rows about the subject: `data/<store>.json` as it reads
+/// them, `data/<store>.csv` and the table's pages from spools after. Rows from
+/// every subject column (a call the subject made, a call they received) come
+/// in one list, oldest first. Returns the table for `index.html`.
+#[allow(clippy::too_many_arguments)]
 fn write_store<W: Write + Seek>(
     core: &Steward,
-    zip: &mut zip::ZipWriter<W>,
-    store: &PersonalStore,
-    columns: &[String],
+    b: &mut Bundle<W>,
+    store: &'static PersonalStore,
+    view: &'static View,
     subject: &str,
-    key: &steward_crypto::DataKey,
-) -> Result<u64> {
-    // JSON: an array of objects, written element by element.
-    zip.start_file(format!("data/{}.json", store.name), options())
+    key: &DataKey,
+    others: &mut OtherKeys<'_>,
+    files: Option<&HashMap<String, String>>,
+    out: &mut StoreOut<'_, '_>,
+) -> Result<Table> {
+    let columns = core.db.column_names(store.name)?;
+    let mut sides = (0..store.subject_columns.len())
+        .map(|i| SideCursor::new(core, store, view, &columns, i))
+        .collect::<Result<Vec<_>>>()?;
+    let key_index = sides.first().map_or(0, |s| s.key_index);
+    let shown: Vec<(usize, &view::Field)> = Reader::shown_fields(view.fields).collect();
+    let field_at = |name: &str| view.fields.iter().position(|f| f.name == name);
+    let (c_at, c_cat, c_purpose, c_action, c_channel) = (
+        field_at("at"),
+        field_at("category"),
+        field_at("purpose"),
+        field_at("action"),
+        field_at("channel"),
+    );
+
+    b.start(&format!("data/{}.json", store.name))?;
+    b.zip.write_all(b"[").map_err(zip_err)?;
+    let mut csv = csv::Writer::from_writer(Spool::new()?.0);
+    csv.write_record(view.fields.iter().map(|f| f.name))
         .map_err(zip_err)?;
-    zip.write_all(b"[").map_err(zip_err)?;
-    let mut first = true;
-    let n = for_each_row(core, store, columns, subject, key, |row| {
-        let obj: Map<String, Json> = row.into_iter().collect();
-        if !first {
-            zip.write_all(b",").map_err(zip_err)?;
-        }
-        first = false;
-        zip.write_all(b"\n  ").map_err(zip_err)?;
-        serde_json::to_writer(&mut *zip, &obj).map_err(zip_err)
-    })?;
-    zip.write_all(b"\n]\n").map_err(zip_err)?;
-    // CSV: a header from the first plan, then one line per row.
-    zip.start_file(format!("data/{}.csv", store.name), options())
-        .map_err(zip_err)?;
-    let mut header_written = false;
-    {
-        let mut csv = csv::Writer::from_writer(&mut *zip);
-        for_each_row(core, store, columns, subject, key, |row| {
-            if !header_written {
-                csv.write_record(row.iter().map(|(k, _)| k.as_str()))
-                    .map_err(zip_err)?;
-                header_written = true;
+    let mut html = Spool::new()?;
+    let mut total = 0u64;
+    loop {
+        // The side whose next row comes first.
+        let mut next: Option<(usize, (i64, Value))> = None;
+        for (i, s) in sides.iter_mut().enumerate() {
+            if let Some(o) = s.peek(core, subject)?
+                && next
+                    .as_ref()
+                    .is_none_or(|(_, best)| value_order(&o, best).is_lt())
+            {
+                next = Some((i, o));
             }
-            csv.write_record(row.iter().map(|(_, v)| match v {
-                Json::String(s) => s.clone(),
-                Json::Null => String::new(),
-                other => other.to_string(),
-            }))
-            .map_err(zip_err)
-        })?;
-        csv.flush().map_err(zip_err)?;
+        }
+        let Some((i, (ord, _))) = next else { break };
+        let side = &mut sides[i];
+        let Some(row) = side.buf.pop_front() else {
+            break;
+        };
+        let file = match (files, row.0.get(key_index)) {
+            (Some(f), Some(Value::Text(id))) => f.get(id).map(String::as_str),
+            _ => None,
+        };
+        let cells = side.plan.render(&row, key, subject, others, file)?;
+        // The machine-readable files.
+        b.zip
+            .write_all(if total == 0 { b"\n  " } else { b",\n  " })
+            .map_err(zip_err)?;
+        write_object(&mut b.zip, view, &cells)?;
+        csv.write_record(
+            view.fields
+                .iter()
+                .zip(&cells)
+                .map(|(f, c)| view::to_csv(f.kind, c)),
+        )
+        .map_err(zip_err)?;
+        // The pages: one line per row, rendered once the count is known.
+        let row_shown: Vec<Shown> = shown
+            .iter()
+            .map(|(j, f)| out.reader.show(f.kind, &cells[*j], ""))
+            .collect();
+        serde_json::to_writer(
+            &mut html.0,
+            &(view.order.is_some().then_some(ord), &row_shown),
+        )
+        .map_err(zip_err)?;
+        html.0.write_all(b"\n").map_err(zip_err)?;
+        if let Some(t) = out.consent.as_deref_mut() {
+            let text = |i: Option<usize>| {
+                i.and_then(|i| {
+                    view.fields
+                        .get(i)
+                        .map(|f| out.reader.show(f.kind, &cells[i], "").text)
+                })
+                .unwrap_or_default()
+            };
+            t.push(pages::Event {
+                at: text(c_at),
+                text: format!(
+                    "Consent {} for {} ({}), {}",
+                    consent_action(&text(c_action)),
+                    text(c_purpose),
+                    text(c_cat),
+                    text(c_channel)
+                ),
+            });
+        }
+        total += 1;
     }
-    Ok(n)
+    b.zip.write_all(b"\n]\n").map_err(zip_err)?;
+    let csv = Spool(csv.into_inner().map_err(zip_err)?);
+    b.put_spool(&format!("data/{}.csv", store.name), csv)?;
+    let headings = shown
+        .iter()
+        .map(|(_, f)| view::heading(&core.policy, store.category, store.name, f.name))
+        .collect();
+    let mut table = Table {
+        store: store.name.to_owned(),
+        caption: view.caption.to_owned(),
+        headings,
+        rows: Vec::new(),
+        pages: Vec::new(),
+        total,
+    };
+    write_table_pages(b, html, &mut table, out.reader)?;
+    Ok(table)
+}
+
+/// "given" / "withdrawn" as the timeline says them.
+fn consent_action(a: &str) -> &str {
+    match a {
+        "grant" | "granted" | "give" => "given",
+        "withdraw" | "withdrawn" | "revoke" => "withdrawn",
+        other => other,
+    }
+}
+
+/// One row as a JSON object, in the view's field order.
+fn write_object(w: &mut impl Write, view: &View, cells: &[Cell]) -> Result<()> {
+    w.write_all(b"{").map_err(zip_err)?;
+    for (i, (f, c)) in view.fields.iter().zip(cells).enumerate() {
+        if i > 0 {
+            w.write_all(b", ").map_err(zip_err)?;
+        }
+        serde_json::to_writer(&mut *w, f.name).map_err(zip_err)?;
+        w.write_all(b": ").map_err(zip_err)?;
+        serde_json::to_writer(&mut *w, &view::to_json(f.kind, c)).map_err(zip_err)?;
+    }
+    w.write_all(b"}").map_err(zip_err)
+}
+
+/// The table's rows from the spool: on `index.html` when they fit on one
+/// page, else as `pages/<store>-<n>.html` that the index links to.
+fn write_table_pages<W: Write + Seek>(
+    b: &mut Bundle<W>,
+    spool: Spool,
+    table: &mut Table,
+    reader: &Reader<'_>,
+) -> Result<()> {
+    let mut lines = spool.reader()?.lines();
+    let mut read_row = || -> Result<Option<(Option<i64>, Vec<Shown>)>> {
+        match lines.next() {
+            None => Ok(None),
+            Some(line) => {
+                let line = line.map_err(zip_err)?;
+                Ok(Some(serde_json::from_str(&line).map_err(zip_err)?))
+            }
+        }
+    };
+    if table.total as usize <= pages::ROWS_PER_PAGE {
+        while let Some((_, row)) = read_row()? {
+            table.rows.push(row);
+        }
+        return Ok(());
+    }
+    let of = (table.total as usize).div_ceil(pages::ROWS_PER_PAGE);
+    let file_name = |n: usize| format!("{}-{n}.html", table.store);
+    for number in 1..=of {
+        let mut rows = Vec::with_capacity(pages::ROWS_PER_PAGE);
+        let (mut first, mut last) = (None, None);
+        while rows.len() < pages::ROWS_PER_PAGE {
+            let Some((ord, mut row)) = read_row()? else {
+                break;
+            };
+            first = first.or(ord);
+            last = ord.or(last);
+            // Links from a page lead up to the bundle's top.
+            for c in &mut row {
+                if let Some(h) = &mut c.href {
+                    *h = format!("../{h}");
+                }
+            }
+            rows.push(row);
+        }
+        if rows.is_empty() {
+            break;
+        }
+        let span = match (first, last) {
+            (Some(a), Some(z)) => Some(format!("{} to {}", reader.date(a), reader.date(z))),
+            _ => None,
+        };
+        let page = pages::Page {
+            title: reader.policy.meta().controller.clone(),
+            caption: table.caption.clone(),
+            number,
+            of,
+            span: span.clone(),
+            headings: table.headings.clone(),
+            prev: (number > 1).then(|| file_name(number - 1)),
+            next: (number < of).then(|| file_name(number + 1)),
+            rows,
+        };
+        let path = pages::page_path(&table.store, number);
+        b.put(&path, pages::render(&page)?.as_bytes())?;
+        table.pages.push(pages::PageLink {
+            href: path,
+            number,
+            rows: page.rows.len(),
+            span,
+        });
+    }
+    Ok(())
 }
 
 /// The files of a store of files (photos, attachments, recordings) that belong
 /// to the subject, decrypted, as `files/<store>/<row key>.<extension>`. A file
 /// whose object is missing from the blob store is listed in `missing_files`
-/// rather than failing the whole bundle.
+/// rather than failing the whole bundle. Returns each written file's path by
+/// its row's key.
 fn write_files<W: Write + Seek>(
     core: &Steward,
-    zip: &mut zip::ZipWriter<W>,
-    summary: &mut BundleSummary,
+    b: &mut Bundle<W>,
     store: &PersonalStore,
     blob_column: &str,
     subject: &str,
-    key: &steward_crypto::DataKey,
-) -> Result<()> {
+    key: &DataKey,
+) -> Result<HashMap<String, String>> {
+    let mut written = HashMap::new();
     let Some(owner) = store.subject_columns.first() else {
-        return Ok(());
+        return Ok(written);
     };
     let mut after = Value::Text(String::new());
     loop {
@@ -454,23 +729,534 @@ fn write_files<W: Write + Seek>(
             let opts = SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored)
                 .large_file(true);
-            let z = &mut *zip;
+            let z = &mut b.zip;
             let entry = name.as_str();
             let begin = move || {
                 z.start_file(entry, opts).map_err(zip_err)?;
                 Ok(z)
             };
             match crate::files::copy_to(core, key, &blob_key, begin) {
-                Ok(_) => summary.files.push(name),
-                Err(Error::NotFound(_)) => summary.missing_files.push(name),
+                Ok(_) => {
+                    b.summary.files.push(name.clone());
+                    written.insert(id, name);
+                }
+                Err(Error::NotFound(_)) => b.summary.missing_files.push(name),
                 Err(e) => return Err(e),
             }
         }
         match rows.last() {
             Some(last) if rows.len() as i64 == PAGE => after = Value::Text(last.text(0)?),
-            _ => return Ok(()),
+            _ => return Ok(written),
         }
     }
+}
+
+/// A member of a conversation as the subject saw them in the app: their name
+/// in the tenant's business directory, which the app shows.
+fn member_name(
+    core: &Steward,
+    tenant: &str,
+    member: &str,
+    others: &mut OtherKeys<'_>,
+    names: &mut HashMap<String, Option<String>>,
+) -> Result<Option<String>> {
+    if let Some(n) = names.get(member) {
+        return Ok(n.clone());
+    }
+    let row = core.db.read(|c| {
+        c.query_opt(
+            "SELECT name_enc FROM directory_entries WHERE tenant_id = $1 AND subject_id = $2",
+            params![tenant, member],
+        )
+    })?;
+    let name = match (
+        row.map(|r| r.opt_bytes(0)).transpose()?.flatten(),
+        others.get(member)?,
+    ) {
+        (Some(sealed), Some(k)) => {
+            Some(fields::open(k, "directory_entries.name", member, &sealed)?)
+        }
+        _ => None,
+    };
+    names.insert(member.to_owned(), name.clone());
+    Ok(name)
+}
+
+/// `data/conversations.json` (every conversation the subject is a member of,
+/// with all its messages) and the conversations for `index.html` (the latest
+/// messages of each). The subject's own messages and file names are opened
+/// with their key; the others' as the chat category's `other_parties` says
+/// (shown by default: the subject received them), with the others named as
+/// the app named them. Others' files are listed, not included.
+#[allow(clippy::too_many_arguments)]
+fn write_conversations<W: Write + Seek>(
+    core: &Steward,
+    b: &mut Bundle<W>,
+    tenant: &str,
+    subject: &str,
+    key: &DataKey,
+    others: &mut OtherKeys<'_>,
+    files: Option<&HashMap<String, String>>,
+    reader: &Reader<'_>,
+) -> Result<Vec<ShownConversation>> {
+    let policy = core
+        .policy
+        .category("chat")
+        .map(|c| c.other_parties)
+        .unwrap_or_default();
+    let conversations = core.db.read(|c| {
+        c.query(
+            "SELECT c.id, c.kind, c.created_by, c.title_enc, c.created_at \
+             FROM chat_members m JOIN chat_conversations c ON c.id = m.conversation_id \
+             WHERE m.subject_id = $1 ORDER BY c.created_at, c.id",
+            params![subject],
+        )
+    })?;
+    let mut names: HashMap<String, Option<String>> = HashMap::new();
+    let mut shown = Vec::new();
+    b.start("data/conversations.json")?;
+    b.zip.write_all(b"[").map_err(zip_err)?;
+    for (ci, conv) in conversations.iter().enumerate() {
+        let id = conv.text(0)?;
+        let kind = conv.text(1)?;
+        let creator = conv.opt_text(2)?;
+        let members = core.db.read(|c| {
+            c.query(
+                "SELECT subject_id FROM chat_members WHERE conversation_id = $1 ORDER BY joined_at, id",
+                params![id.as_str()],
+            )
+        })?;
+        let mut member_names = Vec::new();
+        let mut listed = Vec::new();
+        for m in &members {
+            let m = m.text(0)?;
+            if m == subject {
+                listed.push(json!({ "name": "you", "you": true }));
+                continue;
+            }
+            let name = member_name(core, tenant, &m, others, &mut names)?;
+            member_names.push(name.clone().unwrap_or_else(|| "a member".to_owned()));
+            listed.push(json!({ "name": name, "you": false }));
+        }
+        let title = match (&creator, conv.opt_bytes(3)?) {
+            (Some(c), Some(sealed)) if c == subject => {
+                Some(fields::open(key, "chat_conversations.title", c, &sealed)?)
+            }
+            (Some(c), Some(sealed)) if policy == OtherParties::Show => match others.get(c)? {
+                Some(k) => Some(fields::open(k, "chat_conversations.title", c, &sealed)?),
+                None => None,
+            },
+            _ => None,
+        };
+        let heading = title.clone().unwrap_or_else(|| {
+            if member_names.is_empty() {
+                "A conversation".to_owned()
+            } else {
+                format!("Conversation with {}", member_names.join(", "))
+            }
+        });
+        let head = json!({
+            "conversation_id": id,
+            "kind": view::word(&[("direct", "direct conversation"), ("group", "group")], &kind),
+            "title": title,
+            "started_at": rfc3339(conv.i64(4)?),
+            "members": listed,
+        });
+        // The head's fields, then the messages written one by one.
+        let head_text = serde_json::to_string(&head).map_err(zip_err)?;
+        let head_text = head_text.strip_suffix('}').unwrap_or(&head_text);
+        b.zip
+            .write_all(if ci == 0 { b"\n  " } else { b",\n  " })
+            .map_err(zip_err)?;
+        b.zip.write_all(head_text.as_bytes()).map_err(zip_err)?;
+        b.zip.write_all(b", \"messages\": [").map_err(zip_err)?;
+        let attachments = core.db.read(|c| {
+            c.query(
+                "SELECT message_seq, id, subject_id, content_type, size, name_enc \
+                 FROM chat_attachments WHERE conversation_id = $1 AND message_seq IS NOT NULL \
+                 ORDER BY message_seq, id",
+                params![id.as_str()],
+            )
+        })?;
+        let mut by_message: HashMap<i64, Vec<&Row>> = HashMap::new();
+        for a in &attachments {
+            by_message.entry(a.i64(0)?).or_default().push(a);
+        }
+        let mut latest: VecDeque<ShownMessage> = VecDeque::new();
+        let mut earlier = 0u64;
+        let mut after = -1i64;
+        let mut n = 0u64;
+        loop {
+            let rows = core.db.read(|c| {
+                c.query(
+                    "SELECT seq, sender_subject_id, body_enc, sent_at FROM chat_messages \
+                     WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    params![id.as_str(), after, PAGE],
+                )
+            })?;
+            for r in &rows {
+                let seq = r.i64(0)?;
+                let sender = r.opt_text(1)?;
+                let sealed = r.opt_bytes(2)?;
+                let mine = sender.as_deref() == Some(subject);
+                let (from, text) = match (&sender, sealed) {
+                    (Some(s), Some(body)) if mine => (
+                        Some("you".to_owned()),
+                        Some(fields::open(key, "chat_messages.body", s, &body)?),
+                    ),
+                    (Some(s), body) => {
+                        let name = member_name(core, tenant, s, others, &mut names)?;
+                        let text = match (body, policy) {
+                            (Some(body), OtherParties::Show) => match others.get(s)? {
+                                Some(k) => Some(fields::open(k, "chat_messages.body", s, &body)?),
+                                None => None,
+                            },
+                            _ => None,
+                        };
+                        (Some(name.unwrap_or_else(|| "a member".to_owned())), text)
+                    }
+                    // The sender was erased: their message went with them.
+                    (None, _) => (None, None),
+                };
+                let mut files_json = Vec::new();
+                let mut files_shown = Vec::new();
+                for a in by_message.get(&seq).into_iter().flatten() {
+                    let aid = a.text(1)?;
+                    let owner = a.text(2)?;
+                    let sealed = a.opt_bytes(5)?;
+                    let own = owner == subject;
+                    let name = match sealed {
+                        Some(s) if own => {
+                            Some(fields::open(key, "chat_attachments.name", &owner, &s)?)
+                        }
+                        Some(s) if policy == OtherParties::Show => match others.get(&owner)? {
+                            Some(k) => Some(fields::open(k, "chat_attachments.name", &owner, &s)?),
+                            None => None,
+                        },
+                        _ => None,
+                    };
+                    let path = if own {
+                        files.and_then(|f| f.get(&aid)).cloned()
+                    } else {
+                        None
+                    };
+                    files_shown.push(Shown {
+                        text: name.clone().unwrap_or_else(|| "a file".to_owned()),
+                        href: path.clone(),
+                    });
+                    files_json.push(json!({
+                        "file_name": name, "file_type": a.text(3)?, "file_size": a.i64(4)?,
+                        "file": path,
+                    }));
+                }
+                let message = json!({
+                    "message_id": seq.to_string(),
+                    "sent_at": rfc3339(r.i64(3)?),
+                    "from": from,
+                    "yours": mine,
+                    "text": text,
+                    "attachments": files_json,
+                });
+                b.zip
+                    .write_all(if n == 0 { b"\n    " } else { b",\n    " })
+                    .map_err(zip_err)?;
+                serde_json::to_writer(&mut b.zip, &message).map_err(zip_err)?;
+                n += 1;
+                if latest.len() == SHOWN_ON_INDEX {
+                    latest.pop_front();
+                    earlier += 1;
+                }
+                latest.push_back(ShownMessage {
+                    at: reader.time(r.i64(3)?),
+                    from: from.unwrap_or_else(|| "a former member".to_owned()),
+                    text: text.unwrap_or_else(|| match (&sender, policy) {
+                        (None, _) => "(erased)".to_owned(),
+                        (Some(_), OtherParties::Show) => String::new(),
+                        (Some(_), _) => "(not shown)".to_owned(),
+                    }),
+                    mine,
+                    files: files_shown,
+                });
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE => after = last.i64(0)?,
+                _ => break,
+            }
+        }
+        b.zip.write_all(b"\n  ]}").map_err(zip_err)?;
+        shown.push(ShownConversation {
+            title: heading,
+            members: if member_names.is_empty() {
+                "nobody else".to_owned()
+            } else {
+                member_names.join(", ")
+            },
+            messages: latest.into(),
+            more: earlier,
+        });
+    }
+    b.zip.write_all(b"\n]\n").map_err(zip_err)?;
+    Ok(shown)
+}
+
+/// `data/disclosures.json`: each disclosure of the subject's data, oldest first.
+fn write_disclosure_events<W: Write + Seek>(
+    b: &mut Bundle<W>,
+    events: &[DisclosureEvent],
+) -> Result<()> {
+    b.start("data/disclosures.json")?;
+    b.zip.write_all(b"[").map_err(zip_err)?;
+    for (i, e) in events.iter().enumerate() {
+        b.zip
+            .write_all(if i == 0 { b"\n  " } else { b",\n  " })
+            .map_err(zip_err)?;
+        serde_json::to_writer(&mut b.zip, e).map_err(zip_err)?;
+    }
+    b.zip.write_all(b"\n]\n").map_err(zip_err)
+}
+
+/// The disclosures as the index's timeline (the latest `SHOWN_ON_INDEX`).
+fn disclosure_timeline(
+    core: &Steward,
+    reader: &Reader<'_>,
+    events: &[DisclosureEvent],
+) -> Timeline {
+    let mut t = Timeline::default();
+    for e in events {
+        let name = |id: &Option<String>, f: &dyn Fn(&str) -> Option<String>| {
+            id.as_deref().map(|i| f(i).unwrap_or_else(|| i.to_owned()))
+        };
+        let category = name(&e.category, &|c| {
+            core.policy.category(c).map(|x| x.name.clone())
+        });
+        let purpose = name(&e.purpose, &|p| {
+            core.policy.purpose(p).map(|x| x.name.clone())
+        });
+        let mut text = format!(
+            "{} ({}) received {}",
+            e.recipient_name.as_deref().unwrap_or(&e.recipient),
+            e.country.as_deref().unwrap_or("country not recorded"),
+            category.as_deref().unwrap_or("your data")
+        );
+        if let Some(p) = purpose {
+            text.push_str(&format!(" for {p}"));
+        }
+        if let Some(basis) = &e.lawful_basis {
+            text.push_str(&format!(" (lawful basis: {basis})"));
+        }
+        t.push(pages::Event {
+            at: reader.time(e.at_secs),
+            text,
+        });
+    }
+    t
+}
+
+fn index_page(
+    core: &Steward,
+    reader: &Reader<'_>,
+    art15: &Json,
+    tables: Vec<(&'static str, Table)>,
+    conversations: Vec<ShownConversation>,
+    disclosures: Timeline,
+    consent: Timeline,
+) -> pages::Index {
+    let meta = core.policy.meta();
+    let mut by_category: BTreeMap<&str, Vec<Table>> = BTreeMap::new();
+    for (c, t) in tables {
+        by_category.entry(c).or_default().push(t);
+    }
+    let mut sections = Vec::new();
+    // In the policy's order, as the notice lists them.
+    for (id, c) in core.policy.categories() {
+        let Some(tables) = by_category.remove(id) else {
+            continue;
+        };
+        let items = art15["categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["category"] == id)
+            .and_then(|x| x["items_held"].as_u64())
+            .unwrap_or_else(|| tables.iter().map(|t| t.total).sum());
+        sections.push(Section {
+            anchor: format!("category-{id}"),
+            name: c.name.clone(),
+            description: c.description.clone(),
+            items,
+            purposes: c
+                .purposes
+                .iter()
+                .map(|p| {
+                    (
+                        core.policy
+                            .purpose(p)
+                            .map_or_else(|| p.clone(), |x| x.name.clone()),
+                        c.basis_for(p)
+                            .map(|b| b.label())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
+                })
+                .collect(),
+            retention: format!("{} {}", c.retention, c.retention_starts.label()),
+            source: c.source.clone(),
+            recipients: c
+                .recipients
+                .iter()
+                .map(|r| {
+                    core.policy
+                        .recipient(r)
+                        .map_or_else(|| r.clone(), |x| x.name.clone())
+                })
+                .collect(),
+            tables,
+        });
+    }
+    pages::Index {
+        controller: meta.controller.clone(),
+        address: meta.controller_address.clone(),
+        contact: meta.contact_email.clone().unwrap_or_default(),
+        generated: reader.time(now()),
+        policy_version: meta.version.clone(),
+        time_zone: meta.time_zone.clone(),
+        sections,
+        conversations,
+        disclosures: disclosures.events.into(),
+        disclosures_more: disclosures.earlier,
+        consent: consent.events.into(),
+        consent_more: consent.earlier,
+        rights: art15["your_rights"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+/// `schema.json`: every machine-readable file of the bundle, field by field:
+/// its JSON type (a JSON Schema per file) and what it means, in the policy's
+/// words and how to read its values.
+pub fn schema(core: &Steward) -> Json {
+    let mut files = serde_json::Map::new();
+    for store in PERSONAL_STORES {
+        let Some(v) = view::view(store.name) else {
+            continue;
+        };
+        let category = core
+            .policy
+            .category(store.category)
+            .map_or_else(|| store.category.to_owned(), |c| c.name.clone());
+        let mut properties = serde_json::Map::new();
+        for f in v.fields {
+            let (ty, how) = view::kind_schema(f.kind);
+            let mut p = serde_json::Map::new();
+            if ty != "any" {
+                p.insert("type".into(), json!([ty, "null"]));
+            }
+            if f.kind == view::Kind::Time {
+                p.insert("format".into(), json!("date-time"));
+            }
+            p.insert(
+                "description".into(),
+                json!(format!(
+                    "{}: {how}",
+                    view::heading(&core.policy, store.category, store.name, f.name)
+                )),
+            );
+            properties.insert(f.name.to_owned(), Json::Object(p));
+        }
+        files.insert(
+            format!("data/{}.json", store.name),
+            json!({
+                "title": v.caption,
+                "description": format!("{} (category: {category}). One object per item.", v.caption),
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": v.fields.iter().map(|f| f.name).collect::<Vec<_>>(),
+                    "additionalProperties": false,
+                },
+            }),
+        );
+        files.insert(
+            format!("data/{}.csv", store.name),
+            json!({
+                "title": v.caption,
+                "description": format!(
+                    "The items of data/{}.json as CSV (RFC 4180), one line each after a header \
+                     line; the columns are the fields of that file, described there, in this order. \
+                     An empty value is null.", store.name),
+                "columns": v.fields.iter().map(|f| f.name).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    let text = |d: &str| json!({ "type": ["string", "null"], "description": d });
+    let attachment = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["file_name", "file_type", "file_size", "file"], "properties": {
+        "file_name": text("The file's name."),
+        "file_type": { "type": "string", "description": "Its type (a media type)." },
+        "file_size": { "type": "integer", "description": "Its size in bytes." },
+        "file": text("The file inside this bundle, for files you sent; null for others' files.") } });
+    let message = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["message_id", "sent_at", "from", "yours", "text", "attachments"], "properties": {
+        "message_id": { "type": "string", "description": "The message: the message_id of data/chat_*.json." },
+        "sent_at": { "type": "string", "format": "date-time", "description": "When it was sent: ISO 8601 in UTC." },
+        "from": text("Who sent it: \"you\", the sender's name, \"a member\" when no name is held, null when the sender's data was erased."),
+        "yours": { "type": "boolean", "description": "Whether you sent it." },
+        "text": text("The message; null when the sender's data was erased or the policy does not show others' messages."),
+        "attachments": { "type": "array", "description": "Files sent with it.", "items": attachment } } });
+    let member = json!({
+        "type": "object", "additionalProperties": false, "required": ["name", "you"], "properties": {
+        "name": text("The member's name in your organisation's directory, \"you\" for you, null when none is held."),
+        "you": { "type": "boolean", "description": "Whether this member is you." } } });
+    let conversation = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["conversation_id", "kind", "title", "started_at", "members", "messages"],
+        "properties": {
+        "conversation_id": { "type": "string", "description": "The conversation: the conversation_id of data/chat_*.json." },
+        "kind": { "type": "string", "description": "direct conversation (two people) or group." },
+        "title": text("A group's title; null for a direct conversation, or when its creator's data was erased."),
+        "started_at": { "type": "string", "format": "date-time", "description": "When the conversation was started: ISO 8601 in UTC." },
+        "members": { "type": "array", "description": "Who is in it, as the App named them.", "items": member },
+        "messages": { "type": "array", "description": "The messages, oldest first.", "items": message } } });
+    files.insert(
+        "data/conversations.json".into(),
+        json!({
+            "title": "Your conversations",
+            "description": "Every conversation you are a member of, with all its messages, as the App showed them to you.",
+            "type": "array",
+            "items": conversation,
+        }),
+    );
+    files.insert(
+        "data/disclosures.json".into(),
+        json!({
+            "title": "Who received your data",
+            "description": "Each time your data was disclosed to someone outside the provider, oldest first.",
+            "type": "array",
+            "items": { "type": "object", "additionalProperties": false,
+                "required": ["at", "recipient", "recipient_name", "country", "safeguard", "category", "purpose", "lawful_basis"],
+                "properties": {
+                "at": { "type": "string", "format": "date-time", "description": "When: ISO 8601 in UTC." },
+                "recipient": { "type": "string", "description": "The recipient, as the privacy policy names it (article15.json)." },
+                "recipient_name": text("The recipient's name."),
+                "country": text("The country the data went to."),
+                "safeguard": text("The safeguard for a transfer outside the UK."),
+                "category": text("The category of data disclosed (article15.json names each)."),
+                "purpose": text("The purpose it was disclosed for."),
+                "lawful_basis": text("The lawful basis of the disclosure."),
+            } },
+        }),
+    );
+    json!({
+        "description": "The fields of each machine-readable file in this bundle. Each data/*.json \
+            file is described by a JSON Schema (draft 2020-12); each CSV file has the same fields \
+            as its JSON file. Times are ISO 8601 in UTC; index.html shows them in the controller's \
+            time zone.",
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "time_zone": core.policy.meta().time_zone,
+        "files": files,
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -502,9 +1288,34 @@ pub fn disclosures_for(core: &Steward, actor: &Actor, subject_id: &str) -> Resul
     disclosures(core, subject_id)
 }
 
+/// One disclosure of the subject's data, as `data/disclosures.json` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DisclosureEvent {
+    pub at: String,
+    #[serde(skip)]
+    pub at_secs: i64,
+    pub recipient: String,
+    pub recipient_name: Option<String>,
+    pub country: Option<String>,
+    pub safeguard: Option<String>,
+    pub category: Option<String>,
+    pub purpose: Option<String>,
+    pub lawful_basis: Option<String>,
+}
+
 /// Recipients the subject's data was actually disclosed to, from the audit log.
 fn disclosures(core: &Steward, subject: &str) -> Result<Vec<Disclosure>> {
+    Ok(disclosures_and_events(core, subject)?.0)
+}
+
+/// The disclosures of the subject's data from the audit log: one line per
+/// recipient, category and purpose, and each disclosure, oldest first.
+fn disclosures_and_events(
+    core: &Steward,
+    subject: &str,
+) -> Result<(Vec<Disclosure>, Vec<DisclosureEvent>)> {
     let mut by: BTreeMap<DisclosureKey, (u64, i64)> = BTreeMap::new();
+    let mut events = Vec::new();
     for e in audit::for_subject(&core.db, subject)? {
         if let (Some(r), "disclose") = (&e.recipient, e.action.as_str()) {
             let entry = by
@@ -512,9 +1323,29 @@ fn disclosures(core: &Steward, subject: &str) -> Result<Vec<Disclosure>> {
                 .or_insert((0, 0));
             entry.0 += 1;
             entry.1 = entry.1.max(e.at);
+            let recipient = core.policy.recipient(r);
+            let basis = match (&e.category, &e.purpose) {
+                (Some(c), Some(p)) => core
+                    .policy
+                    .category(c)
+                    .and_then(|c| c.basis_for(p))
+                    .map(|b| b.label().to_owned()),
+                _ => None,
+            };
+            events.push(DisclosureEvent {
+                at: rfc3339(e.at),
+                at_secs: e.at,
+                recipient: r.clone(),
+                recipient_name: recipient.map(|x| x.name.clone()),
+                country: recipient.map(|x| x.country.clone()),
+                safeguard: recipient.and_then(|x| x.safeguard.clone()),
+                category: e.category.clone(),
+                purpose: e.purpose.clone(),
+                lawful_basis: basis,
+            });
         }
     }
-    Ok(by
+    let list = by
         .into_iter()
         .map(|((recipient, category, purpose), (times, last))| {
             let r = core.policy.recipient(&recipient);
@@ -529,7 +1360,8 @@ fn disclosures(core: &Steward, subject: &str) -> Result<Vec<Disclosure>> {
                 last_at: rfc3339(last),
             }
         })
-        .collect())
+        .collect();
+    Ok((list, events))
 }
 
 fn article15(core: &Steward, summary: &BundleSummary, disclosures: &[Disclosure]) -> Json {
@@ -597,7 +1429,7 @@ fn article15_markdown(a: &Json) -> String {
             ));
         }
         md.push_str(&format!(
-            "- Kept: {} from {}\n- Source: {}\n\n",
+            "- Kept: {} {}\n- Source: {}\n\n",
             c["retention"].as_str().unwrap_or(""),
             c["retention_starts"].as_str().unwrap_or(""),
             c["source"].as_str().unwrap_or("")
@@ -626,7 +1458,9 @@ fn article15_markdown(a: &Json) -> String {
 
 fn manifest(core: &Steward, req: &Request, s: &BundleSummary) -> Json {
     json!({
-        "format": "steward-subject-bundle/1",
+        "format": "steward-subject-bundle/2",
+        "read_me_first": "index.html",
+        "schema": "schema.json",
         "request_id": req.id,
         "request_kind": req.kind,
         "subject_id": s.subject_id,

@@ -7,6 +7,8 @@
 
 pub mod erase;
 pub mod export;
+pub mod pages;
+pub mod view;
 
 use std::str::FromStr;
 
@@ -1156,10 +1158,32 @@ pub fn confirmation(
         }
     };
     let today = today();
+    // The subject by the name held, where there is one; the letter's general
+    // greeting (and none in the email) otherwise.
+    let name = match &req.subject_id {
+        Some(subject) => name_held(core, actor, subject)?,
+        None => None,
+    };
+    let (email_greeting, letter_greeting) = match &name {
+        Some(n) => (format!("Dear {n},\n\n"), format!("Dear {n},")),
+        None => (String::new(), "Dear data subject,".to_owned()),
+    };
     Ok(Some(erase::Confirmation {
-        email: format!("Subject: {subject}\n\n{body}"),
+        email: format!("Subject: {subject}\n\n{email_greeting}{body}"),
         letter: format!(
-            "{today}\n\nDear data subject,\n\n{body}\nYours faithfully,\n\nData Protection Officer\n"
+            "{today}\n\n{letter_greeting}\n\n{body}\nYours faithfully,\n\nData Protection Officer\n"
         ),
     }))
+}
+
+/// The subject's name as held, to greet them by in an answer: read like any
+/// staff read of their record (scope and policy checks, audited). None when no
+/// name is held, or the subject cannot be read (gone, or its processing
+/// refused): the answer then greets in general.
+fn name_held(core: &Steward, actor: &Actor, subject_id: &str) -> Result<Option<String>> {
+    match crate::subjects::read(core, actor, subject_id, "administration") {
+        Ok(s) => Ok(s.name.filter(|n| !n.trim().is_empty())),
+        Err(Error::NotFound(_) | Error::Forbidden(_) | Error::ConsentRequired { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -222,7 +222,7 @@ pub async fn file_request(
                 subject: SubjectRef::Id(me),
                 kind,
                 channel: RequestChannel::Portal,
-                received_on: time::OffsetDateTime::now_utc().date().to_string(),
+                received_on: crate::clock::today().to_string(),
                 region: None,
                 details: (!details.is_empty()).then(|| details.to_owned()),
             },

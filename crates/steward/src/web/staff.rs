@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::session::{Console, CsrfForm, Empty};
 use super::views::{
-    Errors, Layout, Opt, actor_label, channel_label, days_label, kind_label, render, state_label,
-    urgency, when,
+    Errors, Layout, Opt, Who, actor_label, channel_label, days_label, kind_label, render,
+    state_label, urgency, when,
 };
 use super::{
     WebError, WebPath, WebQuery, WebResult, blocking, charts, form_error, see_other, views,
@@ -192,7 +192,7 @@ fn queue_html(
         record_kinds,
         record_channels,
         record_by,
-        today: time::OffsetDateTime::now_utc().date().to_string(),
+        today: crate::clock::today().to_string(),
         errors,
     };
     Ok(render(&page))
@@ -260,7 +260,7 @@ fn record_request(core: &Steward, actor: &Actor, f: &RecordForm) -> Result<Strin
         }
     };
     let received_on = match f.received_on.trim() {
-        "" => time::OffsetDateTime::now_utc().date().to_string(),
+        "" => crate::clock::today().to_string(),
         d => d.to_owned(),
     };
     let details = Some(f.details.trim().to_owned()).filter(|d| !d.is_empty());
@@ -335,7 +335,7 @@ struct RequestPage {
     verified: Option<String>,
     refusal: Option<String>,
     closed: Option<String>,
-    timeline: Vec<(String, String, String, String)>,
+    timeline: Vec<(String, Who, String, String)>,
     can_verify: bool,
     needs_verification: bool,
     show_export: bool,
@@ -455,7 +455,7 @@ fn request_page_html(
             .map(|t| {
                 (
                     when(t.at),
-                    actor_label(&t.actor, &names),
+                    Who::new(&t.actor, &names),
                     event_label(&t.event).to_owned(),
                     event_detail(&t.event, &t.detail),
                 )
@@ -819,7 +819,7 @@ struct SubjectPage {
     legal_hold: bool,
     holdings: Vec<subjects::Holding>,
     consents: Vec<ConsentRow>,
-    history: Vec<(String, String, String, String, String)>,
+    history: Vec<(String, String, String, String, Who)>,
     disclosures: Vec<rights::export::Disclosure>,
     requests: Vec<RequestRow>,
 }
@@ -838,6 +838,8 @@ pub async fn subject_page(
         let disclosures = rights::export::disclosures_for(core, a, &id)?;
         let requests = rights::for_subject(core, a, &id)?;
         let names = tenant_names(core, a)?;
+        let who: Vec<&str> = history.iter().map(|e| e.recorded_by.as_str()).collect();
+        let people = accounts::names(core, a, &who, "consent_history")?;
         let page = SubjectPage {
             l: Layout::new(&c, "Subject", "/console/subjects", None),
             tenant: names
@@ -862,7 +864,7 @@ pub async fn subject_page(
                         use_label(core, &e.category, &e.purpose),
                         format!("{:?}", e.action).to_lowercase(),
                         e.channel.as_str().to_owned(),
-                        e.recorded_by.clone(),
+                        Who::new(&e.recorded_by, &people),
                     )
                 })
                 .collect(),

@@ -215,20 +215,50 @@ pub fn channel_label(c: crate::rights::RequestChannel) -> &'static str {
     }
 }
 
+/// A role as short as the name of someone acting in it: `dana (DPO)`.
+pub fn role_short(r: Role) -> &'static str {
+    match r {
+        Role::Dpo => "DPO",
+        other => role_label(other),
+    }
+}
+
 /// Who acted, as a person reads it: `account:<id>` as the account's username
-/// and role (from [`crate::accounts::names`]; the id when it is not known),
-/// `cli:<user>` as a command-line user, `system:<job>` as Steward's own job.
+/// and role, `dana (DPO)` (from [`crate::accounts::names`], which the page
+/// calls once for all its actors; the id when it is not known, an erased
+/// person's account say), `cli:<user>` as `<user> (command line)`,
+/// `system:<job>` as `system: <job>`. Pages keep the stored actor beside it,
+/// in a `title` (see [`Who`]); exports keep the stored actor only.
 pub fn actor_label(
     actor: &str,
     names: &std::collections::HashMap<String, crate::accounts::AccountName>,
 ) -> String {
     if let Some(n) = names.get(actor) {
-        return format!("{} ({})", n.username, role_label(n.role));
+        return format!("{} ({})", n.username, role_short(n.role));
     }
     match actor.split_once(':') {
         Some(("cli", user)) => format!("{user} (command line)"),
-        Some(("system", job)) => format!("Steward ({job})"),
+        Some(("system", job)) => format!("system: {job}"),
         _ => actor.to_owned(),
+    }
+}
+
+/// Who acted, on a page: the words shown, and the stored actor (the account
+/// id) shown on hover.
+pub struct Who {
+    pub label: String,
+    pub actor: String,
+}
+
+impl Who {
+    pub fn new(
+        actor: &str,
+        names: &std::collections::HashMap<String, crate::accounts::AccountName>,
+    ) -> Who {
+        Who {
+            label: actor_label(actor, names),
+            actor: actor.to_owned(),
+        }
     }
 }
 

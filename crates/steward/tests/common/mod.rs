@@ -522,3 +522,117 @@ where
     .await
     .unwrap_or_else(|_| panic!("the server closed the socket within {within:?}"))
 }
+
+/// Asserts that every field of every machine-readable file of an access
+/// bundle (`data/*.json`, `data/*.csv`) is described in its `schema.json`, and
+/// that no internal column (tenant ids, subject ids, storage formats, blob
+/// keys, sealed, derived or ingestion columns) appears in any of them.
+#[allow(dead_code)]
+pub fn assert_described(
+    files: &std::collections::BTreeMap<String, String>,
+    schema: &serde_json::Value,
+) {
+    fn walk(path: &str, v: &serde_json::Value, s: &serde_json::Value) {
+        match v {
+            serde_json::Value::Array(_) if s.get("items").is_none() => {
+                assert!(
+                    s["description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("as it was given")),
+                    "{path}: {s}"
+                );
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(path, item, &s["items"]);
+                }
+            }
+            // A value kept as it was given (a contact card, what was sent to
+            // a credit agency): described as a whole, its own keys are its words.
+            serde_json::Value::Object(_)
+                if s.get("properties").is_none() && s.get("items").is_none() =>
+            {
+                assert!(
+                    s["description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("as it was given")),
+                    "{path}: {s}"
+                );
+            }
+            serde_json::Value::Object(o) => {
+                let props = s["properties"]
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{path}: schema has no properties: {s}"));
+                for (k, v) in o {
+                    let internal = [
+                        "tenant_id",
+                        "source_format",
+                        "ingested_at",
+                        "blob_key",
+                        "leg_id",
+                    ]
+                    .contains(&k.as_str())
+                        || k.ends_with("_enc")
+                        || k.ends_with("_idx")
+                        || k.ends_with("_hash")
+                        || k.ends_with("subject_id");
+                    assert!(!internal, "{path}.{k}: an internal column in the bundle");
+                    let p = props
+                        .get(k)
+                        .unwrap_or_else(|| panic!("{path}.{k} is not described in schema.json"));
+                    assert!(
+                        p["description"].as_str().is_some_and(|d| d.len() > 3),
+                        "{path}.{k}: no description"
+                    );
+                    walk(&format!("{path}.{k}"), v, p);
+                }
+                for required in s["required"].as_array().into_iter().flatten() {
+                    assert!(
+                        o.contains_key(required.as_str().unwrap()),
+                        "{path}: {required} missing"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let described = schema["files"]
+        .as_object()
+        .expect("schema.json lists files");
+    let mut seen = 0;
+    for (name, text) in files {
+        if !name.starts_with("data/") {
+            continue;
+        }
+        let s = described
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not described in schema.json"));
+        if name.ends_with(".json") {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            walk(name, &v, s);
+        } else if name.ends_with(".csv") {
+            let header: Vec<String> = csv::Reader::from_reader(text.as_bytes())
+                .headers()
+                .unwrap()
+                .iter()
+                .map(str::to_owned)
+                .collect();
+            let columns: Vec<String> = s["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(header, columns, "{name}");
+            let json_name = name.replace(".csv", ".json");
+            let props = described[&json_name]["items"]["properties"]
+                .as_object()
+                .unwrap();
+            for c in &columns {
+                assert!(props.contains_key(c), "{name}: column {c} not described");
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen > 2, "the bundle has data files");
+}
