@@ -520,6 +520,14 @@ fn scenario(env: &Env) -> String {
     assert_eq!(disclosed.len(), 1);
     assert_eq!(disclosed[0]["recipient"], "credit_agency");
     assert!(files["article15.md"].contains("Who received your data"));
+    assert!(
+        files["article15.md"].contains("- Kept: 6 years from your last engagement with us"),
+        "{}",
+        files["article15.md"]
+    );
+    for text in [&files["article15.md"], &files["index.html"]] {
+        assert!(!text.contains("from from"), "a doubled word: {text}");
+    }
     let manifest: serde_json::Value = serde_json::from_str(&files["manifest.json"]).unwrap();
     assert_eq!(manifest["request_id"], req.id.as_str());
     assert_eq!(
@@ -943,4 +951,159 @@ async fn an_employer_reads_a_request_without_what_the_person_wrote() {
     let (s, body) = server.call("GET", &path, Some(&stranger), None).await;
     assert_eq!(s, 404, "{body}");
     assert!(!body.to_string().contains("erasure"));
+}
+
+/// Every column of every registered store is either shown in the bundle (the
+/// source of a field of its view), declared internal, or derived (`_idx`,
+/// `_hash`): a new column is a decision, not something the bundle leaks or
+/// forgets. And every column a view names exists.
+#[test]
+fn every_column_is_shown_or_declared_internal() {
+    use steward::rights::view::{self, Source};
+    fn columns_of(s: &Source, out: &mut Vec<&'static str>) {
+        match s {
+            Source::Col(c) => out.push(c),
+            Source::Other { column, owner } => {
+                out.push(column);
+                out.push(owner);
+            }
+            Source::Side(sides) => {
+                for (side, s) in *sides {
+                    out.push(side);
+                    columns_of(s, out);
+                }
+            }
+            Source::Fixed(_) | Source::File => {}
+        }
+    }
+    let env = Env::sqlite();
+    for store in PERSONAL_STORES {
+        let v = view::view(store.name).unwrap();
+        let mut used = Vec::new();
+        for f in v.fields {
+            columns_of(&f.source, &mut used);
+        }
+        if v.fields.iter().any(|f| matches!(f.source, Source::File)) {
+            used.push(store.blob_column.unwrap());
+        }
+        let columns = env.core.db.column_names(store.name).unwrap();
+        for c in &columns {
+            if c.ends_with("_idx") || c.ends_with("_hash") {
+                continue;
+            }
+            assert!(
+                used.contains(&c.as_str()) || v.internal.contains(&c.as_str()),
+                "{}.{c}: neither shown in the bundle (rights/view.rs) nor declared internal",
+                store.name
+            );
+        }
+        for c in used.iter().chain(v.internal) {
+            assert!(
+                columns.iter().any(|x| x == c),
+                "{}: the view names a column {c} the table does not have",
+                store.name
+            );
+        }
+    }
+}
+
+/// A subject with a long call history gets paged HTML and complete data files:
+/// every call in `data/call_records.json` and `.csv`, and on the pages, each
+/// dated `YYYY-MM-DD`, as many as are stored, with pages linked in order.
+#[test]
+fn a_long_call_history_is_paged_and_complete() {
+    let env = Env::sqlite();
+    let core = &env.core;
+    let cli = Actor::cli();
+    let t = seed_tenant(core, "rights-paged");
+    let tenant = t.tenant.id.as_str();
+    const CALLS: usize = 2_345;
+    let start = 1_767_261_600; // 2026-01-01 10:00 UTC
+    let records: Vec<steward::ingest::NewCallRecord> = (0..CALLS)
+        .map(|i| {
+            let other = format!("+44161496{:04}", i % 50);
+            let me = "+447700900555".to_owned();
+            let (caller, callee) = if i % 2 == 0 { (me, other) } else { (other, me) };
+            // About three calls a day, across two years (two clock changes a year).
+            let at = start + i as i64 * 28_800;
+            serde_json::from_value(serde_json::json!({
+                "leg_id": format!("paged-{i}"), "caller": caller, "callee": callee,
+                "start": at, "answer": at + 5, "end": at + 125,
+            }))
+            .unwrap()
+        })
+        .collect();
+    for chunk in records.chunks(1_000) {
+        steward::ingest::ingest_records(core, &cli, tenant, chunk, true).unwrap();
+    }
+    let subject = steward::subjects::find(core, &cli, tenant, None, Some("+447700900555"))
+        .unwrap()
+        .remove(0);
+    let req = rights::create(
+        core,
+        &cli,
+        NewRequest {
+            subject: SubjectRef::Id(subject.clone()),
+            kind: Kind::Access,
+            channel: RequestChannel::Letter,
+            received_on: time::OffsetDateTime::now_utc().date().to_string(),
+            region: None,
+            details: None,
+        },
+    )
+    .unwrap();
+    rights::verify(core, &cli, &req.id, "known caller").unwrap();
+    let out = env.dir.path().join("paged.zip");
+    let summary = export::for_request(core, &cli, &req.id, &out).unwrap();
+    assert_eq!(summary.counts["call_records"], CALLS as u64);
+    let files = unzip(&out);
+    // The machine-readable files are complete, oldest first.
+    let calls: Vec<serde_json::Value> =
+        serde_json::from_str(&files["data/call_records.json"]).unwrap();
+    assert_eq!(calls.len(), CALLS);
+    let times: Vec<&str> = calls.iter().map(|c| c["started_at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    assert_eq!(files["data/call_records.csv"].lines().count(), CALLS + 1);
+    let schema: serde_json::Value = serde_json::from_str(&files["schema.json"]).unwrap();
+    common::assert_described(&files, &schema);
+    // Three pages of up to 1,000, linked from the index with their dates.
+    let index = &files["index.html"];
+    for n in 1..=3 {
+        assert!(index.contains(&format!("href=\"pages/call_records-{n}.html\"")), "{n}");
+    }
+    assert!(!files.contains_key("pages/call_records-4.html"));
+    assert!(index.contains("2026-01-01 to "), "the first page's dates");
+    let page = |n: usize| &files[&format!("pages/call_records-{n}.html")];
+    assert!(page(1).contains("href=\"call_records-2.html\" rel=\"next\""));
+    assert!(!page(1).contains("rel=\"prev\""));
+    assert!(page(2).contains("rel=\"prev\"") && page(2).contains("rel=\"next\""));
+    assert!(page(3).contains("href=\"call_records-2.html\" rel=\"prev\"") && !page(3).contains("rel=\"next\""));
+    assert!(page(1).contains("href=\"../index.html\""));
+    // The held-out style check: each stored call's date is on the pages as
+    // YYYY-MM-DD, and the pages hold exactly as many calls as are stored.
+    let stored: Vec<i64> = core
+        .db
+        .read(|c| {
+            c.query(
+                "SELECT start_at FROM call_records WHERE caller_subject_id = $1 OR callee_subject_id = $1",
+                params![subject.as_str()],
+            )
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r.i64(0).unwrap())
+        .collect();
+    assert_eq!(stored.len(), CALLS);
+    let pages_text: String = (1..=3).map(|n| page(n).as_str()).collect();
+    let shown_rows = pages_text.matches("<tr><td").count();
+    assert_eq!(shown_rows, CALLS, "calls on the pages");
+    for at in &stored {
+        // The pages show London time; no call is within an hour of midnight UTC,
+        // so the London date is the UTC date.
+        let day = time::OffsetDateTime::from_unix_timestamp(*at).unwrap().date().to_string();
+        assert!(pages_text.contains(&day), "{day}");
+    }
+    // Summer times are shown as BST, winter ones as GMT.
+    assert!(pages_text.contains(" BST") && pages_text.contains(" GMT"));
+    assert!(pages_text.contains("+441614960000"), "the numbers dialled");
 }

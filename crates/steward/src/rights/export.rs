@@ -635,6 +635,7 @@ fn write_table_pages<W: Write + Seek>(
         while let Some((_, row)) = read_row()? {
             table.rows.push(row);
         }
+        table.drop_empty_columns();
         return Ok(());
     }
     let of = (table.total as usize).div_ceil(pages::ROWS_PER_PAGE);

@@ -124,9 +124,40 @@ pub fn duration(secs: i64) -> String {
     }
 }
 
-/// Bytes in MB (10^6 bytes), two decimals: `1.25 MB`.
+/// Bytes in MB (10^6 bytes), two decimals: `1.25 MB`; under 0.01 MB,
+/// `under 0.01 MB` rather than a misleading `0.00 MB`.
 pub fn megabytes(bytes: i64) -> String {
+    if bytes > 0 && bytes < 5_000 {
+        return "under 0.01 MB".to_owned();
+    }
     format!("{:.2} MB", bytes as f64 / 1_000_000.0)
+}
+
+impl Table {
+    /// Leaves out the columns that are empty in every row shown (the call
+    /// fields a PBX did not send), so the table a person reads stays narrow.
+    /// Only for a table shown whole on the index; pages keep every column.
+    pub fn drop_empty_columns(&mut self) {
+        let keep: Vec<bool> = (0..self.headings.len())
+            .map(|i| {
+                self.rows
+                    .iter()
+                    .any(|r| r.get(i).is_some_and(|c| !c.text.is_empty()))
+            })
+            .collect();
+        let mut i = 0;
+        self.headings.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        for row in &mut self.rows {
+            let mut i = 0;
+            row.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+    }
 }
 
 /// A stored list or object in words: a list of texts joined by commas, a
@@ -266,7 +297,32 @@ mod tests {
         assert_eq!(duration(125), "2 min 05 s");
         assert_eq!(duration(3725), "1 h 02 min 05 s");
         assert_eq!(megabytes(1_250_000), "1.25 MB");
+        assert_eq!(megabytes(48_044), "0.05 MB");
+        assert_eq!(megabytes(275), "under 0.01 MB");
+        assert_eq!(megabytes(0), "0.00 MB");
         assert_eq!(json_words(r#"["+44 20", "+44 161"]"#), "+44 20, +44 161");
+    }
+
+    #[test]
+    fn columns_empty_in_every_row_are_left_out() {
+        let cell = |t: &str| Shown {
+            text: t.to_owned(),
+            href: None,
+        };
+        let mut t = Table {
+            store: "call_records".into(),
+            caption: "Your calls".into(),
+            headings: vec!["When".into(), "IP".into(), "Number".into()],
+            rows: vec![
+                vec![cell("2026-03-02"), cell(""), cell("+44")],
+                vec![cell("2026-03-03"), cell(""), cell("")],
+            ],
+            pages: Vec::new(),
+            total: 2,
+        };
+        t.drop_empty_columns();
+        assert_eq!(t.headings, ["When", "Number"]);
+        assert_eq!(t.rows[1], [cell("2026-03-03"), cell("")]);
     }
 
     #[test]
