@@ -120,7 +120,10 @@ fn bundle(core: &Steward, subject: &str, calls: usize, runs: usize, dir: &Path) 
         let mut z = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
         pages = z
             .file_names()
-            .filter(|n| n.as_ref().is_ok_and(|n| n.starts_with("pages/call_records-")))
+            .filter(|n| {
+                n.as_ref()
+                    .is_ok_and(|n| n.starts_with("pages/call_records-"))
+            })
             .count();
         // The data file is complete.
         let mut text = String::new();

@@ -1014,7 +1014,6 @@ fn every_column_is_shown_or_declared_internal() {
 fn a_long_call_history_is_paged_and_complete() {
     let env = Env::sqlite();
     let core = &env.core;
-    let cli = Actor::cli();
     let t = seed_tenant(core, "rights-paged");
     let tenant = t.tenant.id.as_str();
     const CALLS: usize = 2_345;
@@ -1033,35 +1032,16 @@ fn a_long_call_history_is_paged_and_complete() {
             .unwrap()
         })
         .collect();
-    for chunk in records.chunks(1_000) {
-        steward::ingest::ingest_records(core, &cli, tenant, chunk, true).unwrap();
-    }
-    let subject = steward::subjects::find(core, &cli, tenant, None, Some("+447700900555"))
-        .unwrap()
-        .remove(0);
-    let req = rights::create(
-        core,
-        &cli,
-        NewRequest {
-            subject: SubjectRef::Id(subject.clone()),
-            kind: Kind::Access,
-            channel: RequestChannel::Letter,
-            received_on: time::OffsetDateTime::now_utc().date().to_string(),
-            region: None,
-            details: None,
-        },
-    )
-    .unwrap();
-    rights::verify(core, &cli, &req.id, "known caller").unwrap();
-    let out = env.dir.path().join("paged.zip");
-    let summary = export::for_request(core, &cli, &req.id, &out).unwrap();
+    let (subject, summary, files) = calls_bundle(&env, tenant, &records, "+447700900555");
     assert_eq!(summary.counts["call_records"], CALLS as u64);
-    let files = unzip(&out);
     // The machine-readable files are complete, oldest first.
     let calls: Vec<serde_json::Value> =
         serde_json::from_str(&files["data/call_records.json"]).unwrap();
     assert_eq!(calls.len(), CALLS);
-    let times: Vec<&str> = calls.iter().map(|c| c["started_at"].as_str().unwrap()).collect();
+    let times: Vec<&str> = calls
+        .iter()
+        .map(|c| c["started_at"].as_str().unwrap())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
     assert_eq!(files["data/call_records.csv"].lines().count(), CALLS + 1);
     let schema: serde_json::Value = serde_json::from_str(&files["schema.json"]).unwrap();
@@ -1069,7 +1049,10 @@ fn a_long_call_history_is_paged_and_complete() {
     // Three pages of up to 1,000, linked from the index with their dates.
     let index = &files["index.html"];
     for n in 1..=3 {
-        assert!(index.contains(&format!("href=\"pages/call_records-{n}.html\"")), "{n}");
+        assert!(
+            index.contains(&format!("href=\"pages/call_records-{n}.html\"")),
+            "{n}"
+        );
     }
     assert!(!files.contains_key("pages/call_records-4.html"));
     assert!(index.contains("2026-01-01 to "), "the first page's dates");
@@ -1077,7 +1060,10 @@ fn a_long_call_history_is_paged_and_complete() {
     assert!(page(1).contains("href=\"call_records-2.html\" rel=\"next\""));
     assert!(!page(1).contains("rel=\"prev\""));
     assert!(page(2).contains("rel=\"prev\"") && page(2).contains("rel=\"next\""));
-    assert!(page(3).contains("href=\"call_records-2.html\" rel=\"prev\"") && !page(3).contains("rel=\"next\""));
+    assert!(
+        page(3).contains("href=\"call_records-2.html\" rel=\"prev\"")
+            && !page(3).contains("rel=\"next\"")
+    );
     assert!(page(1).contains("href=\"../index.html\""));
     // The held-out style check: each stored call's date is on the pages as
     // YYYY-MM-DD, and the pages hold exactly as many calls as are stored.
@@ -1100,10 +1086,85 @@ fn a_long_call_history_is_paged_and_complete() {
     for at in &stored {
         // The pages show London time; no call is within an hour of midnight UTC,
         // so the London date is the UTC date.
-        let day = time::OffsetDateTime::from_unix_timestamp(*at).unwrap().date().to_string();
+        let day = time::OffsetDateTime::from_unix_timestamp(*at)
+            .unwrap()
+            .date()
+            .to_string();
         assert!(pages_text.contains(&day), "{day}");
     }
     // Summer times are shown as BST, winter ones as GMT.
     assert!(pages_text.contains(" BST") && pages_text.contains(" GMT"));
     assert!(pages_text.contains("+441614960000"), "the numbers dialled");
+}
+
+/// Ingests `records`, then produces the access bundle of the subject with
+/// `number`: their id, the summary and the bundle's files.
+fn calls_bundle(
+    env: &Env,
+    tenant: &str,
+    records: &[steward::ingest::NewCallRecord],
+    number: &str,
+) -> (String, export::BundleSummary, BTreeMap<String, String>) {
+    let core = &env.core;
+    let cli = Actor::cli();
+    for chunk in records.chunks(1_000) {
+        steward::ingest::ingest_records(core, &cli, tenant, chunk, true).unwrap();
+    }
+    let subject = steward::subjects::find(core, &cli, tenant, None, Some(number))
+        .unwrap()
+        .remove(0);
+    let req = rights::create(
+        core,
+        &cli,
+        NewRequest {
+            subject: SubjectRef::Id(subject.clone()),
+            kind: Kind::Access,
+            channel: RequestChannel::Letter,
+            received_on: time::OffsetDateTime::now_utc().date().to_string(),
+            region: None,
+            details: None,
+        },
+    )
+    .unwrap();
+    rights::verify(core, &cli, &req.id, "known caller").unwrap();
+    let out = env.dir.path().join(format!("{}.zip", req.id));
+    let summary = export::for_request(core, &cli, &req.id, &out).unwrap();
+    (subject, summary, unzip(&out))
+}
+
+/// A call whose caller withheld their number shows no other party's number:
+/// it stays withheld in the subject's copy.
+#[test]
+fn a_withheld_caller_id_stays_withheld() {
+    let env = Env::sqlite();
+    let t = seed_tenant(&env.core, "rights-withheld");
+    let at = 1_772_442_000;
+    let records: Vec<steward::ingest::NewCallRecord> = ["anonymous", "+441614960001"]
+        .iter()
+        .enumerate()
+        .map(|(i, caller)| {
+            serde_json::from_value(serde_json::json!({
+                "caller": caller, "callee": "+447700900777",
+                "start": at + i as i64 * 600, "answer": at + 5 + i as i64 * 600, "end": at + 65 + i as i64 * 600,
+            }))
+            .unwrap()
+        })
+        .collect();
+    let (_, _, files) = calls_bundle(&env, &t.tenant.id, &records, "+447700900777");
+    let calls: Vec<serde_json::Value> =
+        serde_json::from_str(&files["data/call_records.json"]).unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0]["direction"], "incoming");
+    assert_eq!(calls[0]["your_number"], "+447700900777");
+    assert_eq!(
+        calls[0]["other_party_number"],
+        serde_json::Value::Null,
+        "{}",
+        calls[0]
+    );
+    assert_eq!(
+        calls[1]["other_party_number"], "+441614960001",
+        "a presented number is shown"
+    );
+    assert!(!files["data/call_records.json"].contains("anonymous"));
 }
