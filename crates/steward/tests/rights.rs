@@ -306,6 +306,22 @@ fn scenario(env: &Env) -> String {
     // mark, and her real-time connection (IP address and session).
     let chat = steward::chat::Chat::start(env.core.clone());
     let colleague = accounts::actor_for(&t.subject);
+    // The colleague is in the directory: the app shows them by that name.
+    steward::directory::create(
+        core,
+        &admin,
+        &t.tenant.id,
+        steward::directory::EntryInput {
+            display_name: "Tobias Quennell".into(),
+            emails: vec![steward_vcard::Typed {
+                value: format!("{}@example.test", t.subject.username),
+                types: vec!["work".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (group, _) = steward::chat::conversations::create(
         core,
         &me,
