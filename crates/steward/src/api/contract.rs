@@ -108,6 +108,38 @@ const FILLS: &[(Target, Fill)] = &[
         "param:GET /tenants/{tenant_id}/directory/sync since",
         |_| json!({"pattern": crate::directory::SYNC_TOKEN_PATTERN}),
     ),
+    ("schema:AddMember.subject_id", |_| json!({"format": "uuid"})),
+    ("schema:CreateConversation.title", |_| {
+        line(chat::MAX_TITLE_CHARS)
+    }),
+    ("schema:VerifyBody.method", |_| {
+        line(crate::rights::MAX_VERIFY_METHOD)
+    }),
+    (
+        "schema:RectifyBody.field",
+        |_| json!({"enum": ["email", "phone", "name"]}),
+    ),
+    ("schema:CookieChoice.necessary", |_| json!({"enum": [true]})),
+    (
+        "schema:UsageEvent.feature",
+        |_| json!({"enum": crate::analytics::usage::FEATURES}),
+    ),
+    (
+        "schema:UsageEvent.count",
+        |_| json!({"minimum": 1, "maximum": crate::analytics::usage::MAX_COUNT}),
+    ),
+    (
+        "schema:Submission.events",
+        |_| json!({"minItems": 1, "maxItems": crate::analytics::usage::MAX_EVENTS}),
+    ),
+    (
+        "schema:Submission.app_version",
+        |_| json!({"pattern": "^[0-9]{1,4}\\.[0-9]{1,4}(\\.[0-9]{1,4})?$"}),
+    ),
+    (
+        "schema:Submission.platform",
+        |_| json!({"enum": crate::analytics::usage::PLATFORMS}),
+    ),
     // Cursors: fixed forms, declared from the chat module's own patterns.
     (
         "param:GET /chat/conversations cursor",

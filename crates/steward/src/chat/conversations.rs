@@ -125,7 +125,9 @@ pub fn create(core: &Steward, actor: &Actor, new: NewConversation) -> Result<(Co
             others.entry(id).or_insert(i);
         }
     }
-    let title = match (new.kind, new.title.as_deref().map(str::trim)) {
+    // Length and characters are checked on what was sent, then it is trimmed
+    // (as the OpenAPI document's maxLength and pattern see it).
+    let title = match (new.kind, new.title.as_deref()) {
         (_, None) => None,
         (ConversationKind::Direct, Some(_)) => {
             return Err(Error::invalid(
@@ -133,15 +135,19 @@ pub fn create(core: &Steward, actor: &Actor, new: NewConversation) -> Result<(Co
                 "a direct conversation has no title; start a group for one",
             ));
         }
-        (ConversationKind::Group, Some(t))
-            if t.is_empty() || t.chars().count() > MAX_TITLE_CHARS =>
+        (ConversationKind::Group, Some(raw))
+            if raw.trim().is_empty()
+                || raw.chars().count() > MAX_TITLE_CHARS
+                || raw.chars().any(char::is_control) =>
         {
             return Err(Error::invalid(
                 "title",
-                format!("a group title has 1 to {MAX_TITLE_CHARS} characters"),
+                format!(
+                    "a group title has 1 to {MAX_TITLE_CHARS} characters on one line, not all spaces"
+                ),
             ));
         }
-        (ConversationKind::Group, Some(t)) => Some(t.to_owned()),
+        (ConversationKind::Group, Some(raw)) => Some(raw.trim().to_owned()),
     };
     match new.kind {
         ConversationKind::Direct if others.len() != 1 => {

@@ -610,16 +610,25 @@ pub fn await_verification(core: &Steward, actor: &Actor, id: &str) -> Result<Req
     get(core, actor, id)
 }
 
+/// The longest description of how an identity was verified.
+pub const MAX_VERIFY_METHOD: usize = 200;
+
 /// Records who verified the requester's identity and how; the request moves to
 /// in progress. Nothing is released before this step.
 pub fn verify(core: &Steward, actor: &Actor, id: &str, method: &str) -> Result<Request> {
-    let method = method.trim();
-    if method.is_empty() || method.chars().count() > 200 {
+    // Checked as sent (the OpenAPI document's form), then trimmed.
+    if method.trim().is_empty()
+        || method.chars().count() > MAX_VERIFY_METHOD
+        || method.chars().any(char::is_control)
+    {
         return Err(Error::invalid(
             "method",
-            "say how the identity was verified (1 to 200 characters)",
+            format!(
+                "say how the identity was verified (1 to {MAX_VERIFY_METHOD} characters on one line)"
+            ),
         ));
     }
+    let method = method.trim();
     core.write(actor, |tx| {
         let req = for_action(tx, id, "verify requesters")?;
         if !matches!(req.state, State::Received | State::Verifying) {
