@@ -1030,6 +1030,30 @@ async fn malformed_frames_and_bodies_get_clear_errors_and_lose_nothing() {
         (
             "POST",
             "/api/v1/chat/conversations".into(),
+            Some(json!({"kind": "group", "members": [bob.subject_id], "title": "   "})),
+            400,
+            Some("title"),
+        ),
+        (
+            "POST",
+            "/api/v1/chat/conversations".into(),
+            Some(json!({"kind": "group", "members": [bob.subject_id], "title": "two\nlines"})),
+            400,
+            Some("title"),
+        ),
+        (
+            "POST",
+            "/api/v1/chat/conversations".into(),
+            // 200 characters as sent, spaces around counted: too long.
+            Some(
+                json!({"kind": "group", "members": [bob.subject_id], "title": format!(" {} ", "t".repeat(199))}),
+            ),
+            400,
+            Some("title"),
+        ),
+        (
+            "POST",
+            "/api/v1/chat/conversations".into(),
             Some(json!({"kind": "channel", "members": [bob.subject_id]})),
             400,
             Some("kind"),

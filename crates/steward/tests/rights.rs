@@ -399,13 +399,35 @@ fn scenario(env: &Env) -> String {
         Err(Error::NotFound(_))
     ));
 
-    rights::verify(
+    // How the identity was verified is one line of 1 to 200 characters, as
+    // sent; nothing changes on a refusal.
+    for bad in [
+        "",
+        "   ",
+        "passport\nchecked",
+        &format!(" {} ", "p".repeat(199)),
+    ] {
+        match rights::verify(core, &dpo, &req.id, bad) {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field.as_deref(), Some("method")),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+        assert_eq!(
+            rights::get(core, &dpo, &req.id).unwrap().state,
+            State::Received
+        );
+    }
+    let verified = rights::verify(
         core,
         &dpo,
         &req.id,
-        "passport copy checked against the letter",
+        "  passport copy checked against the letter ",
     )
     .unwrap();
+    assert_eq!(
+        verified.verify_method.as_deref(),
+        Some("passport copy checked against the letter"),
+        "kept trimmed"
+    );
     let expected = counts(env, &s);
     let summary = export::for_request(core, &dpo, &req.id, &out).unwrap();
     // Every registered store is in the bundle with exactly what is stored.
