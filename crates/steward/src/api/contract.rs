@@ -109,6 +109,14 @@ const FILLS: &[(Target, Fill)] = &[
         |_| json!({"pattern": crate::directory::SYNC_TOKEN_PATTERN}),
     ),
     ("schema:AddMember.subject_id", |_| json!({"format": "uuid"})),
+    ("schema:CreateUser.username", |_| username()),
+    ("schema:CreateUser.password", |_| {
+        json!({
+            "minLength": steward_crypto::password::MIN_LEN,
+            "maxLength": steward_crypto::password::MAX_LEN,
+        })
+    }),
+    ("schema:CreateRequest.subject_username", |_| username()),
     ("schema:CreateConversation.title", |_| {
         line(chat::MAX_TITLE_CHARS)
     }),
@@ -194,6 +202,15 @@ fn line(max: usize) -> Value {
 /// characters (kept as sent, not trimmed).
 fn file_name() -> Value {
     json!({"minLength": 1, "maxLength": 255, "pattern": format!("^[^{CONTROLS}]*$")})
+}
+
+/// A username as `normalize::username` takes it: 1 to 64 of `a-z 0-9 . _ @ -`
+/// (capitals are lowered), with any spaces around it trimmed.
+fn username() -> Value {
+    json!({"pattern": format!(
+        "^\\s*[A-Za-z0-9._@-]{{1,{}}}\\s*$",
+        steward_crypto::normalize::USERNAME_MAX_LEN
+    )})
 }
 
 /// The website's visitor id.
