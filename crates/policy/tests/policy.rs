@@ -814,3 +814,85 @@ fn access_roles_are_checked_where_they_are_written() {
         Some(false)
     );
 }
+
+// ----- how the access bundle reads -----
+
+#[test]
+fn time_zone_defaults_to_london_and_an_unknown_one_is_located() {
+    let p = parse(BASE, "t").unwrap().policy;
+    assert_eq!(p.meta().time_zone, "Europe/London");
+    let p = parse(
+        &base_with(
+            "jurisdiction = \"england-and-wales\"",
+            "jurisdiction = \"england-and-wales\"\ntime_zone = \"Europe/Dublin\"",
+        ),
+        "t",
+    )
+    .unwrap()
+    .policy;
+    assert_eq!(p.meta().time_zone, "Europe/Dublin");
+    let (line, column, message) = only_error(&base_with(
+        "jurisdiction = \"england-and-wales\"",
+        "jurisdiction = \"england-and-wales\"\ntime_zone = \"Europe/Tamworth\"",
+    ));
+    assert_eq!((line, column), (8, 13), "{message}");
+    assert!(message.contains("\"Europe/Tamworth\""), "{message}");
+}
+
+#[test]
+fn other_parties_takes_show_mask_or_redact() {
+    let p = parse(BASE, "t").unwrap().policy;
+    assert_eq!(
+        p.category("contact").unwrap().other_parties,
+        steward_policy::OtherParties::Show,
+        "show by default"
+    );
+    let p = parse(
+        &base_with(
+            "recipients = [\"hosting\"]\n",
+            "recipients = [\"hosting\"]\nother_parties = \"mask\"\n",
+        ),
+        "t",
+    )
+    .unwrap()
+    .policy;
+    assert_eq!(
+        p.category("contact").unwrap().other_parties,
+        steward_policy::OtherParties::Mask
+    );
+    let (line, _, message) = only_error(&base_with(
+        "recipients = [\"hosting\"]\n",
+        "recipients = [\"hosting\"]\nother_parties = \"hide\"\n",
+    ));
+    assert_eq!(line, 36, "{message}");
+    assert!(
+        message.contains("hide") || message.contains("unknown variant"),
+        "{message}"
+    );
+}
+
+#[test]
+fn field_headings_are_named_in_snake_case_and_read_on_one_line() {
+    let with = |table: &str| format!("{BASE}\n[categories.contact.fields.subjects]\n{table}\n");
+    let p = parse(&with("email = \"Email address\""), "t")
+        .unwrap()
+        .policy;
+    assert_eq!(
+        p.category("contact").unwrap().fields["subjects"]["email"],
+        "Email address"
+    );
+    for (bad, said) in [
+        ("Email = \"Email address\"", "not a field name"),
+        ("email = \"\"", "email"),
+        ("email = \"two\\nlines\"", "email"),
+    ] {
+        let errors = errors_of(&with(bad));
+        assert_eq!(errors.len(), 1, "{bad}: {errors:#?}");
+        assert_eq!(errors[0].line, 38, "{bad}: {errors:#?}");
+        assert!(
+            errors[0].message.contains(said),
+            "{bad}: {}",
+            errors[0].message
+        );
+    }
+}
