@@ -994,6 +994,28 @@ async fn the_policy_names_who_may_play_back() {
         post["requestBody"]["content"]["audio/wav"].is_object(),
         "{post}"
     );
+    // Stored files are answered in the type found in them at upload: each
+    // such route declares every type its upload takes.
+    for (path, types) in [
+        (
+            "/api/v1/recordings/{recording_id}/content",
+            steward::recordings::TYPES,
+        ),
+        ("/api/v1/media/{media_id}/content", steward::media::TYPES),
+        (
+            "/api/v1/chat/attachments/{attachment_id}/content",
+            steward::chat::attachments::TYPES,
+        ),
+    ] {
+        let content = doc["paths"][path]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap();
+        let mut declared: Vec<&str> = content.keys().map(String::as_str).collect();
+        let mut expected = types.to_vec();
+        declared.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(declared, expected, "{path}");
+    }
     for path in [
         "/api/v1/recordings/{recording_id}",
         "/api/v1/recordings/{recording_id}/content",

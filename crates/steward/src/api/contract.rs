@@ -233,6 +233,51 @@ pub(crate) fn fill(doc: &mut Value, core: &Steward) {
             "contract fill target {target} is not in the document"
         );
     }
+    for (method, path, types) in FILE_RESPONSES {
+        let found = file_response(doc, method, path, types);
+        debug_assert!(
+            found.is_some(),
+            "contract file response {method} {path} is not in the document"
+        );
+    }
+}
+
+/// Routes that answer with a stored file in the type found in its content
+/// when it was uploaded: their 200 declares each type the upload takes
+/// (utoipa writes one).
+const FILE_RESPONSES: &[(&str, &str, &[&str])] = &[
+    ("get", "/media/{media_id}/content", crate::media::TYPES),
+    (
+        "get",
+        "/chat/attachments/{attachment_id}/content",
+        chat::attachments::TYPES,
+    ),
+    (
+        "get",
+        "/recordings/{recording_id}/content",
+        crate::recordings::TYPES,
+    ),
+];
+
+fn file_response(doc: &mut Value, method: &str, path: &str, types: &[&str]) -> Option<()> {
+    let ok = doc
+        .get_mut("paths")?
+        .get_mut(format!("/api/v1{path}"))?
+        .get_mut(method)?
+        .get_mut("responses")?
+        .get_mut("200")?
+        .as_object_mut()?;
+    let content: Map<String, Value> = types
+        .iter()
+        .map(|t| {
+            (
+                (*t).to_owned(),
+                json!({"schema": {"type": "string", "format": "binary"}}),
+            )
+        })
+        .collect();
+    ok.insert("content".into(), Value::Object(content));
+    Some(())
 }
 
 fn locate<'a>(doc: &'a mut Value, target: &str) -> Option<&'a mut Value> {
