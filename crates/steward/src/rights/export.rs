@@ -444,26 +444,25 @@ impl SideCursor {
         Ok(())
     }
 
-    /// The order of the next row, if there is one.
-    fn peek(&mut self, core: &Steward, subject: &str) -> Result<Option<(i64, Value)>> {
-        self.fill(core, subject)?;
+    /// The order (time, key) of the next row, if there is one; `fill` first.
+    fn front(&self) -> Result<Option<(i64, &Value)>> {
         match self.buf.front() {
             Some(r) => Ok(Some((
                 r.i64(self.ord_index)?,
-                r.0.get(self.key_index).cloned().unwrap_or(Value::Null),
+                r.0.get(self.key_index).unwrap_or(&Value::Null),
             ))),
             None => Ok(None),
         }
     }
 }
 
-fn value_order(a: &(i64, Value), b: &(i64, Value)) -> std::cmp::Ordering {
-    let key = |v: &Value| match v {
-        Value::Int(n) => (0, *n, String::new()),
-        Value::Text(t) => (1, 0, t.clone()),
-        _ => (2, 0, String::new()),
-    };
-    a.0.cmp(&b.0).then_with(|| key(&a.1).cmp(&key(&b.1)))
+/// Which of two rows comes first: by time, then by key.
+fn row_order(a: (i64, &Value), b: (i64, &Value)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| match (a.1, b.1) {
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Text(x), Value::Text(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    })
 }
 
 /// Writes one store's rows about the subject: `data/<store>.json` as it reads
@@ -506,12 +505,13 @@ fn write_store<W: Write + Seek>(
     let mut total = 0u64;
     loop {
         // The side whose next row comes first.
-        let mut next: Option<(usize, (i64, Value))> = None;
-        for (i, s) in sides.iter_mut().enumerate() {
-            if let Some(o) = s.peek(core, subject)?
-                && next
-                    .as_ref()
-                    .is_none_or(|(_, best)| value_order(&o, best).is_lt())
+        for side in sides.iter_mut() {
+            side.fill(core, subject)?;
+        }
+        let mut next: Option<(usize, (i64, &Value))> = None;
+        for (i, side) in sides.iter().enumerate() {
+            if let Some(o) = side.front()?
+                && next.is_none_or(|(_, best)| row_order(o, best).is_lt())
             {
                 next = Some((i, o));
             }
@@ -783,6 +783,41 @@ fn member_name(
     Ok(name)
 }
 
+/// What the subject saw in a conversation, sealed with its owner's key: their
+/// own opened with their key, another member's as the chat category's
+/// `other_parties` says (shown: opened with the owner's key; masked or
+/// redacted: left out, as masking a text would tell nothing).
+struct Seen<'a, 'o, 'c> {
+    key: &'a DataKey,
+    subject: &'a str,
+    policy: OtherParties,
+    others: &'o mut OtherKeys<'c>,
+}
+
+impl Seen<'_, '_, '_> {
+    fn open(
+        &mut self,
+        owner: &str,
+        field: &str,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<Option<String>> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        if owner == self.subject {
+            return Ok(Some(fields::open(self.key, field, owner, &sealed)?));
+        }
+        if self.policy != OtherParties::Show {
+            return Ok(None);
+        }
+        match self.others.get(owner)? {
+            Some(k) => Ok(Some(fields::open(k, field, owner, &sealed)?)),
+            // An erased member's key is gone.
+            None => Ok(None),
+        }
+    }
+}
+
 /// `data/conversations.json` (every conversation the subject is a member of,
 /// with all its messages) and the conversations for `index.html` (the latest
 /// messages of each). The subject's own messages and file names are opened
@@ -839,15 +874,15 @@ fn write_conversations<W: Write + Seek>(
             member_names.push(name.clone().unwrap_or_else(|| "a member".to_owned()));
             listed.push(json!({ "name": name, "you": false }));
         }
-        let title = match (&creator, conv.opt_bytes(3)?) {
-            (Some(c), Some(sealed)) if c == subject => {
-                Some(fields::open(key, "chat_conversations.title", c, &sealed)?)
-            }
-            (Some(c), Some(sealed)) if policy == OtherParties::Show => match others.get(c)? {
-                Some(k) => Some(fields::open(k, "chat_conversations.title", c, &sealed)?),
-                None => None,
-            },
-            _ => None,
+        let mut seen = Seen {
+            key,
+            subject,
+            policy,
+            others: &mut *others,
+        };
+        let title = match &creator {
+            Some(c) => seen.open(c, "chat_conversations.title", conv.opt_bytes(3)?)?,
+            None => None,
         };
         let heading = title.clone().unwrap_or_else(|| {
             if member_names.is_empty() {
@@ -858,7 +893,7 @@ fn write_conversations<W: Write + Seek>(
         });
         let head = json!({
             "conversation_id": id,
-            "kind": view::word(&[("direct", "direct conversation"), ("group", "group")], &kind),
+            "kind": view::word(view::CONVERSATION_KINDS, &kind),
             "title": title,
             "started_at": rfc3339(conv.i64(4)?),
             "members": listed,
@@ -900,24 +935,24 @@ fn write_conversations<W: Write + Seek>(
                 let sender = r.opt_text(1)?;
                 let sealed = r.opt_bytes(2)?;
                 let mine = sender.as_deref() == Some(subject);
-                let (from, text) = match (&sender, sealed) {
-                    (Some(s), Some(body)) if mine => (
-                        Some("you".to_owned()),
-                        Some(fields::open(key, "chat_messages.body", s, &body)?),
+                let mut seen = Seen {
+                    key,
+                    subject,
+                    policy,
+                    others: &mut *others,
+                };
+                // An erased sender's message went with them: no sender, no text.
+                let text = match &sender {
+                    Some(s) => seen.open(s, "chat_messages.body", sealed)?,
+                    None => None,
+                };
+                let from = match &sender {
+                    None => None,
+                    Some(_) if mine => Some("you".to_owned()),
+                    Some(s) => Some(
+                        member_name(core, tenant, s, others, &mut names)?
+                            .unwrap_or_else(|| "a member".to_owned()),
                     ),
-                    (Some(s), body) => {
-                        let name = member_name(core, tenant, s, others, &mut names)?;
-                        let text = match (body, policy) {
-                            (Some(body), OtherParties::Show) => match others.get(s)? {
-                                Some(k) => Some(fields::open(k, "chat_messages.body", s, &body)?),
-                                None => None,
-                            },
-                            _ => None,
-                        };
-                        (Some(name.unwrap_or_else(|| "a member".to_owned())), text)
-                    }
-                    // The sender was erased: their message went with them.
-                    (None, _) => (None, None),
                 };
                 let mut files_json = Vec::new();
                 let mut files_shown = Vec::new();
@@ -926,16 +961,13 @@ fn write_conversations<W: Write + Seek>(
                     let owner = a.text(2)?;
                     let sealed = a.opt_bytes(5)?;
                     let own = owner == subject;
-                    let name = match sealed {
-                        Some(s) if own => {
-                            Some(fields::open(key, "chat_attachments.name", &owner, &s)?)
-                        }
-                        Some(s) if policy == OtherParties::Show => match others.get(&owner)? {
-                            Some(k) => Some(fields::open(k, "chat_attachments.name", &owner, &s)?),
-                            None => None,
-                        },
-                        _ => None,
-                    };
+                    let name = Seen {
+                        key,
+                        subject,
+                        policy,
+                        others: &mut *others,
+                    }
+                    .open(&owner, "chat_attachments.name", sealed)?;
                     let path = if own {
                         files.and_then(|f| f.get(&aid)).cloned()
                     } else {
@@ -1073,13 +1105,7 @@ fn index_page(
         let Some(tables) = by_category.remove(id) else {
             continue;
         };
-        let items = art15["categories"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| x["category"] == id)
-            .and_then(|x| x["items_held"].as_u64())
-            .unwrap_or_else(|| tables.iter().map(|t| t.total).sum());
+        let items = tables.iter().map(|t| t.total).sum();
         sections.push(Section {
             anchor: format!("category-{id}"),
             name: c.name.clone(),

@@ -145,17 +145,15 @@ impl Table {
                     .any(|r| r.get(i).is_some_and(|c| !c.text.is_empty()))
             })
             .collect();
-        let mut i = 0;
-        self.headings.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
+        fn marked<T>(v: Vec<T>, keep: &[bool]) -> Vec<T> {
+            v.into_iter()
+                .zip(keep)
+                .filter_map(|(x, k)| k.then_some(x))
+                .collect()
+        }
+        self.headings = marked(std::mem::take(&mut self.headings), &keep);
         for row in &mut self.rows {
-            let mut i = 0;
-            row.retain(|_| {
-                i += 1;
-                keep[i - 1]
-            });
+            *row = marked(std::mem::take(row), &keep);
         }
     }
 }

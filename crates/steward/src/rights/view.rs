@@ -144,7 +144,7 @@ const DISPOSITIONS: &[(&str, &str)] = &[
 ];
 const RECORDING_DIRECTIONS: &[(&str, &str)] =
     &[("inbound", "incoming call"), ("outbound", "outgoing call")];
-const CONVERSATION_KINDS: &[(&str, &str)] =
+pub const CONVERSATION_KINDS: &[(&str, &str)] =
     &[("direct", "direct conversation"), ("group", "group")];
 
 /// Every registered store, as the bundle shows it.
