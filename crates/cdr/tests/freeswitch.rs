@@ -410,3 +410,52 @@ fn freeswitch_records_export_as_asterisk_csv() {
         assert_eq!(csv.ama_flags.as_deref(), Some("Unknown"));
     }
 }
+
+/// Found by the `freeswitch_json` and `freeswitch_xml` fuzz targets: a record ending
+/// before it started was read with a negative duration, and a start time near the end
+/// of `i64` plus a duration overflowed.
+#[test]
+fn times_out_of_order_and_negative_durations_are_row_errors() {
+    let cases = [
+        (
+            r#", "end_epoch": "1699999000", "duration": null"#,
+            "end time is before",
+        ),
+        (r#", "duration": "-30""#, "variables.duration"),
+        (r#", "billsec": "-1""#, "variables.billsec"),
+        (
+            r#", "start_epoch": "9223372036854775800", "end_epoch": "0", "duration": "30""#,
+            "out of range",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let input = format!("{}\n{}\n", minimal("bad", extra), minimal("good", ""));
+        let (records, errors) = json(input.as_bytes());
+        assert_eq!(errors.len(), 1, "{extra}: {errors:?}");
+        assert_eq!(errors[0].line, 1);
+        assert!(
+            errors[0].reason.contains(expected),
+            "{extra}: {}",
+            errors[0]
+        );
+        assert_eq!(
+            records.len(),
+            1,
+            "the good record behind the bad one is read"
+        );
+    }
+    // Negative media counters are left out, as other malformed ones are.
+    let extra = r#", "rtp_audio_in_media_bytes": "-5", "rtp_audio_out_media_bytes": "100""#;
+    let (records, errors) = json(minimal("a", extra).as_bytes());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(records[0].data_bytes, Some(100));
+    // The same rule in XML.
+    let doc = "<cdr><variables><uuid>x</uuid><start_epoch>1700000000</start_epoch>\
+               <end_epoch>1600000000</end_epoch></variables></cdr>\n";
+    let (records, errors) = xml(doc.as_bytes());
+    assert!(records.is_empty());
+    assert!(
+        errors[0].reason.contains("end time is before"),
+        "{errors:?}"
+    );
+}

@@ -125,6 +125,30 @@ pub fn email(raw: &str) -> Result<String, NormalizeError> {
 /// A [`NormalizeError`] naming the problem (unknown region, no number, too short, too
 /// long, not a valid number for its country).
 pub fn phone(raw: &str, default_region: &str) -> Result<String, NormalizeError> {
+    let number = read_phone(raw, default_region)?;
+    // E.164 allows 15 digits with the country code; the metadata allows some countries
+    // longer national numbers than that leaves.
+    let digits = number.len().saturating_sub(1);
+    if digits > 15 {
+        return Err(NormalizeError::new(format!(
+            "phone number is too long: {digits} digits with the country calling code, and \
+             an international number has at most 15"
+        )));
+    }
+    // What is stored must normalise to itself, or a search for the stored number would
+    // not find it. A number rebuilt around a stray trunk prefix (`+43 (0))00((10 3` read
+    // as `+430103`: read again, the `0` is a trunk prefix) or an international prefix
+    // (`000262652924` in GB) would not.
+    if number != raw.trim() && read_phone(&number, default_region).as_ref() != Ok(&number) {
+        return Err(NormalizeError::new(
+            "phone number is not valid: its digits do not make one number (check for a \
+             stray 0, bracket or international prefix)",
+        ));
+    }
+    Ok(number)
+}
+
+fn read_phone(raw: &str, default_region: &str) -> Result<String, NormalizeError> {
     let region_code = default_region.trim().to_ascii_uppercase();
     let region = country::Id::from_str(&region_code).map_err(|_| {
         NormalizeError::new(format!(
@@ -138,7 +162,22 @@ pub fn phone(raw: &str, default_region: &str) -> Result<String, NormalizeError> 
     if !s.chars().any(|c| c.is_ascii_digit()) {
         return Err(NormalizeError::new("phone number contains no digits"));
     }
-    let first = phonenumber::parse(Some(region), s).map_err(parse_error)?;
+    // libphonenumber skips what it does not read; a NUL or an escape sequence among the
+    // digits is a corrupt value, not a separator.
+    if s.chars().any(char::is_control) {
+        return Err(NormalizeError::new(
+            "phone number contains a control character",
+        ));
+    }
+    // A number in international form is read without the default region: under some
+    // regions' rules the parser strips their own prefix from it (with "US", the `1` of
+    // `+49 1440774`), so that one stored number would read as two.
+    let first = if s.starts_with('+') {
+        phonenumber::parse(None, s)
+    } else {
+        phonenumber::parse(Some(region), s)
+    }
+    .map_err(parse_error)?;
     if first.is_valid() {
         return Ok(e164(&first));
     }
@@ -155,11 +194,15 @@ pub fn phone(raw: &str, default_region: &str) -> Result<String, NormalizeError> 
             .and_then(|m| m.id().parse().ok())
     });
     let number = match own {
-        Some(own) if own != region => match phonenumber::parse(Some(own), s) {
-            Ok(second) if second.is_valid() => return Ok(e164(&second)),
-            Ok(second) if second.code().value() == code => second,
-            _ => first,
-        },
+        // An international number is read under its own region's rules whatever the
+        // default region, so that it reads the same under every default.
+        Some(own) if own != region || s.starts_with('+') => {
+            match phonenumber::parse(Some(own), s) {
+                Ok(second) if second.is_valid() => return Ok(e164(&second)),
+                Ok(second) if second.code().value() == code => second,
+                _ => first,
+            }
+        }
         _ => first,
     };
     // Not in a known allocated range. Accept it if its length is possible for its country
@@ -341,6 +384,40 @@ mod tests {
             Ok("+442079460958")
         );
         assert_eq!(phone("(202) 555-0143", "US").as_deref(), Ok("+12025550143"));
+    }
+
+    /// Found by the `phone` fuzz target: a stray `(0)` and brackets made an Austrian
+    /// number that does not normalise to itself.
+    #[test]
+    fn phone_results_normalise_to_themselves() {
+        let err = phone("+43 (0))00((10 3", "GB").expect_err("not one number");
+        assert!(err.message().contains("stray 0"), "{}", err.message());
+        let ok = phone("+44 (0)20 7946 0000", "US").unwrap();
+        assert_eq!(phone(&ok, "GB").unwrap(), ok);
+        assert!(phone("000262652924", "GB").is_err());
+        let err = phone("32353132353110", "DE").expect_err("16 digits");
+        assert!(err.message().contains("at most 15"), "{}", err.message());
+        // An international number reads the same whatever the default region.
+        let de = phone("1440774", "DE").unwrap();
+        for region in ["GB", "DE", "US", "SG"] {
+            assert_eq!(phone(&de, region).unwrap(), de, "{region}");
+        }
+    }
+
+    /// Found by the `phone` fuzz target: NULs before the digits were skipped, and
+    /// `"\0\0\0\09820"` became `+499820`.
+    #[test]
+    fn phone_refuses_control_characters() {
+        for raw in ["\0\0\0\09820", "+44 20\u{1b}[0m 7946 0000", "07700\r900123"] {
+            let err = phone(raw, "DE").expect_err(raw);
+            assert!(
+                err.message().contains("control character"),
+                "{}",
+                err.message()
+            );
+        }
+        // A tab is a control character too; surrounding whitespace is trimmed first.
+        assert_eq!(phone(" +44 20 7946 0000\n", "GB").unwrap(), "+442079460000");
     }
 
     #[test]

@@ -201,7 +201,12 @@ impl Contact {
         check.addresses(&self.addresses);
         check.count("urls", self.urls.len());
         for (i, url) in self.urls.iter().enumerate() {
-            check.text(&format!("urls[{i}]"), url, limits.max_text_bytes, false);
+            let field = format!("urls[{i}]");
+            check.text(&field, url, limits.max_text_bytes, false);
+            // A URI holds no tab (text values may; a URL written out would lose it).
+            if url.contains('\t') {
+                check.fail(field, "contains the control character '\\t'");
+            }
         }
         if let Some(photo) = &self.photo {
             if photo.data.is_empty() {

@@ -239,3 +239,23 @@ fn text_birthdays_and_multiline_fields_are_allowed_where_they_belong() {
     let p = problems(&c, &Limits::default());
     assert_eq!(p[0].0, "formatted_name");
 }
+
+/// Found by the `vcard` fuzz target: a tab inside a URL passed validation, and writing
+/// the contact out (URIs keep no control characters) lost it.
+#[test]
+fn a_url_with_a_tab_is_refused_and_text_with_one_round_trips() {
+    let mut contact = named("Simon Perreault");
+    contact.urls = vec!["https://example.com/a\tb".into()];
+    let found = problems(&contact, &Limits::default());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "urls[0]");
+    assert!(found[0].1.contains("control character"), "{found:?}");
+    // In a text value a tab is kept, and survives writing and reading.
+    let mut contact = named("Simon\tPerreault");
+    contact.note = Some("a\tb".into());
+    assert!(contact.validate(&Limits::default()).is_ok());
+    for version in [steward_vcard::Version::V3, steward_vcard::Version::V4] {
+        let text = steward_vcard::to_vcard(&contact, version);
+        assert_eq!(steward_vcard::parse_one(text.as_bytes()).unwrap(), contact);
+    }
+}

@@ -216,10 +216,25 @@ pub(crate) fn to_record(
         )
     })?;
     let answer = instant("answer_epoch", "answer_uepoch", "answered_time")?;
-    let duration = int("variables.duration", var("duration"))?;
+    // Durations the switch wrote are seconds; a negative one is not.
+    let seconds = |k: &str| -> Result<Option<i64>, RowError> {
+        match int(k, var(k.trim_start_matches("variables.")))? {
+            Some(n) if n < 0 => Err(RowError::new(
+                line,
+                format!("{k} should be a number of seconds but is negative"),
+            )),
+            other => Ok(other),
+        }
+    };
+    let duration = seconds("variables.duration")?;
     let end = match (instant("end_epoch", "end_uepoch", "hangup_time")?, duration) {
         (Some(end), _) => end,
-        (None, Some(duration)) => start + duration,
+        (None, Some(duration)) => start.checked_add(duration).ok_or_else(|| {
+            RowError::new(
+                line,
+                "the start time plus variables.duration is out of range",
+            )
+        })?,
         (None, None) => {
             return Err(RowError::new(
                 line,
@@ -227,9 +242,17 @@ pub(crate) fn to_record(
             ));
         }
     };
-    let duration_secs = duration.unwrap_or(end - start);
-    let billsec =
-        int("variables.billsec", var("billsec"))?.unwrap_or_else(|| answer.map_or(0, |a| end - a));
+    if end < start {
+        return Err(RowError::new(
+            line,
+            "the end time is before the start time (variables.end_epoch < start_epoch)",
+        ));
+    }
+    // Cannot overflow: end >= start.
+    let duration_secs = duration.unwrap_or(end.saturating_sub(start));
+    // An answer after the end (clocks disagreeing) bills nothing rather than a negative time.
+    let billsec = seconds("variables.billsec")?
+        .unwrap_or_else(|| answer.map_or(0, |a| end.saturating_sub(a).max(0)));
 
     let hangup_cause = var("hangup_cause").and_then(text);
     let disposition =
@@ -240,6 +263,7 @@ pub(crate) fn to_record(
         var(k)
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|n| *n >= 0)
     };
     let data_bytes = match (
         counter("rtp_audio_in_media_bytes"),

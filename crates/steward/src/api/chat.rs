@@ -31,13 +31,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiPath, ApiQuery, bearer, named_field};
+use super::extract::{ApiPath, ApiQuery, bearer};
 use super::files::{FileBody, file_response};
 use super::{ApiError, ApiJson, ApiResult, AppState, Authed, ErrorBody, blocking};
 use crate::access::Actor;
@@ -517,38 +516,7 @@ async fn employer_messages(
 // The socket
 // ---------------------------------------------------------------------------
 
-/// A frame the client sends over the chat socket.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientFrame {
-    /// Send a message; answered with `sent` (or `error`) once stored.
-    Send(SendFrame),
-    /// Messages you received up to an id reached your device; answered with `marked`.
-    Delivered(MarkFrame),
-    /// You read messages up to an id; answered with `marked`.
-    Read(MarkFrame),
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SendFrame {
-    pub conversation_id: String,
-    #[serde(default)]
-    pub body: String,
-    /// Ids of your pending uploads to this conversation (at most 10).
-    #[serde(default)]
-    pub attachments: Vec<String>,
-    /// Your own id for the frame (at most 64 characters), echoed in the answer.
-    pub client_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MarkFrame {
-    pub conversation_id: String,
-    pub up_to: i64,
-    pub client_id: Option<String>,
-}
+use steward_wire::ClientFrame;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -873,80 +841,17 @@ where
     sink.flush().await
 }
 
-fn frame_error(field: Option<&str>, message: impl Into<String>) -> Error {
-    Error::Invalid {
-        field: field.map(str::to_owned),
-        message: message.into(),
-    }
-}
-
 /// Parses a client frame; on failure, the error and the frame's `client_id`
 /// (when it has a usable one) to echo.
 fn parse_frame(text: &str) -> Result<(ClientFrame, Option<String>), (Error, Option<String>)> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| (frame_error(None, format!("invalid JSON: {e}")), None))?;
-    let serde_json::Value::Object(mut obj) = value else {
-        return Err((
-            frame_error(
-                None,
-                "a frame is a JSON object with a \"type\": send, delivered or read",
-            ),
-            None,
-        ));
-    };
-    let client_id = obj
-        .get("client_id")
-        .and_then(serde_json::Value::as_str)
-        .filter(|c| {
-            c.chars().count() <= chat::MAX_CLIENT_ID_CHARS && !c.chars().any(char::is_control)
-        })
-        .map(str::to_owned);
-    let fail = |e: Error| (e, client_id.clone());
-    let kind = match obj.remove("type") {
-        Some(serde_json::Value::String(t)) => t,
-        Some(_) => {
-            return Err(fail(frame_error(
-                Some("type"),
-                "type is a string: send, delivered or read",
-            )));
-        }
-        None => {
-            return Err(fail(frame_error(
-                Some("type"),
-                "missing field `type`: send, delivered or read",
-            )));
-        }
-    };
-    let rest = serde_json::Value::Object(obj);
-    let frame = match kind.as_str() {
-        "send" => ClientFrame::Send(fields(rest).map_err(fail)?),
-        "delivered" => ClientFrame::Delivered(fields(rest).map_err(fail)?),
-        "read" => ClientFrame::Read(fields(rest).map_err(fail)?),
-        other => {
-            return Err(fail(frame_error(
-                Some("type"),
-                format!(
-                    "unknown frame type {:?}: expected send, delivered or read",
-                    other.chars().take(40).collect::<String>()
-                ),
-            )));
-        }
-    };
-    Ok((frame, client_id))
-}
-
-/// A frame's fields, with the failing field named.
-fn fields<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let message = match &path[..] {
-            "." => format!("invalid frame: {}", e.inner()),
-            f => format!("field {f}: {}", e.inner()),
-        };
-        let field = (path != ".")
-            .then_some(path)
-            .or_else(|| named_field(&message));
-        Error::Invalid { field, message }
+    steward_wire::parse_frame(text).map_err(|e| {
+        (
+            Error::Invalid {
+                field: e.field,
+                message: e.message,
+            },
+            e.client_id,
+        )
     })
 }
 
@@ -955,37 +860,13 @@ fn fields<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, Error> {
 mod tests {
     use super::*;
 
-    fn refused(text: &str) -> (Error, Option<String>) {
-        match parse_frame(text) {
-            Err(e) => e,
-            Ok((f, _)) => panic!("{text}: parsed as {f:?}"),
-        }
-    }
-
     #[test]
-    fn frames_parse_and_refusals_name_the_field() {
-        let (f, id) =
-            parse_frame(r#"{"type":"send","conversation_id":"x","body":"hi","client_id":"c1"}"#)
-                .unwrap();
-        assert!(matches!(f, ClientFrame::Send(_)));
-        assert_eq!(id.as_deref(), Some("c1"));
-        let (e, _) = refused("{not json");
-        assert!(e.to_string().contains("invalid JSON"), "{e}");
-        let (e, _) = refused("[1]");
-        assert!(e.to_string().contains("JSON object"), "{e}");
-        let (e, id) = refused(r#"{"type":"shout","client_id":"c2"}"#);
-        assert_eq!((e.field(), id.as_deref()), (Some("type"), Some("c2")));
-        let (e, _) = refused(r#"{"conversation_id":"x"}"#);
-        assert_eq!(e.field(), Some("type"));
-        // A missing body parses (a message may carry only files); the domain
-        // refuses an empty one. A body that is not text does not parse.
-        assert!(parse_frame(r#"{"type":"send","conversation_id":"x"}"#).is_ok());
-        let (e, _) = refused(r#"{"type":"send","conversation_id":"x","body":5}"#);
-        assert_eq!(e.field(), Some("body"), "{e}");
-        let (e, _) = refused(r#"{"type":"read","conversation_id":"x","up_to":"ten"}"#);
-        assert_eq!(e.field(), Some("up_to"), "{e}");
-        let (e, _) = refused(r#"{"type":"read","conversation_id":"x","up_to":1,"colour":"red"}"#);
-        assert!(e.to_string().contains("colour"), "{e}");
+    fn a_refused_frame_is_an_invalid_error_with_its_client_id() {
+        let Err((e, id)) = parse_frame(r#"{"type":"read","up_to":"ten","client_id":"c9"}"#) else {
+            panic!("parsed");
+        };
+        assert_eq!((e.field(), id.as_deref()), (Some("up_to"), Some("c9")));
+        assert!(matches!(e, Error::Invalid { .. }));
     }
 
     #[test]

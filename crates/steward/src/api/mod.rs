@@ -161,7 +161,7 @@ pub async fn blocking<T: Send + 'static>(
         description = "Personal data of a cloud communications provider, with the privacy statement's promises kept in code.",
         license(name = "AGPL-3.0-or-later")
     ),
-    components(schemas(ErrorBody, ErrorDetail, chat::ClientFrame, crate::chat::ServerFrame)),
+    components(schemas(ErrorBody, ErrorDetail, steward_wire::ClientFrame, steward_wire::SendFrame, steward_wire::MarkFrame, crate::chat::ServerFrame)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -76,7 +76,7 @@ pub const MAX_GROUP_MEMBERS: usize = 256;
 /// Characters of a group title.
 pub const MAX_TITLE_CHARS: usize = 200;
 /// Characters of a client's own id for a frame (echoed in the answer).
-pub const MAX_CLIENT_ID_CHARS: usize = 64;
+pub use steward_wire::MAX_CLIENT_ID_CHARS;
 /// Page size of history and conversation lists: default and bounds.
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -713,14 +713,10 @@ pub fn check_body(core: &Steward, body: &str, files: usize) -> Result<()> {
 
 fn check_client_id(id: Option<String>) -> Result<Option<String>> {
     match id {
-        Some(id)
-            if id.chars().count() > MAX_CLIENT_ID_CHARS || id.chars().any(char::is_control) =>
-        {
-            Err(Error::invalid(
-                "client_id",
-                format!("client_id has at most {MAX_CLIENT_ID_CHARS} printable characters"),
-            ))
-        }
+        Some(id) if !steward_wire::frame::usable_client_id(&id) => Err(Error::invalid(
+            "client_id",
+            format!("client_id has at most {MAX_CLIENT_ID_CHARS} printable characters"),
+        )),
         other => Ok(other),
     }
 }
