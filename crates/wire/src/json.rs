@@ -56,23 +56,19 @@ fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> BodyError {
         .iter()
         .any(|s| matches!(s, serde_path_to_error::Segment::Unknown));
     let inner = e.into_inner();
-    // A syntax error has a position, not a field: the path the reader had reached
-    // then may end in an unknown key (`?`).
-    if !inner.is_data() {
-        return BodyError {
-            message: format!("invalid JSON: {inner}"),
-            field: None,
-        };
-    }
     // The body itself is to blame, not a field, when the path is the root, the empty
-    // key (`{"": 1}`), or has a step serde could not name (printed `?`).
+    // key (`{"": 1}`), or has a step serde could not name (printed `?`: where a syntax
+    // error cut a key short, say).
     let path = if unknown_step || path.is_empty() {
         ".".to_owned()
     } else {
         path
     };
+    // A syntax error gives its position, with the field it was in when known (`null`
+    // where an enum goes is one, in serde_json's eyes).
     let message = match &path[..] {
-        "." => format!("invalid request body: {inner}"),
+        "." if inner.is_data() => format!("invalid request body: {inner}"),
+        "." => format!("invalid JSON: {inner}"),
         f => format!("field {f}: {inner}"),
     };
     // A missing or repeated field is reported at its parent's path; serde names it in

@@ -73,27 +73,30 @@ pub fn for_request(core: &Steward, actor: &Actor, request_id: &str) -> Result<Er
             "the subject's data was already erased; send the 'already erased' answer".into(),
         ));
     };
-    let report = erase_subject(
+    // The request is fulfilled in the transaction that erases the rows, so that a crash
+    // cannot leave the subject erased and the request open (a re-run would find no
+    // subject to erase and nothing would close it).
+    let report = erase_subject_then(
         core,
         actor,
         &subject,
         Reason::Request(request_id.to_owned()),
+        |tx, tombstone_id, deleted| {
+            set_state(tx, request_id, State::Fulfilled)?;
+            log_event(
+                tx,
+                request_id,
+                "erased",
+                serde_json::json!({ "tombstone_id": tombstone_id, "deleted": deleted }),
+            )?;
+            audit_request(
+                tx,
+                &req,
+                "request.fulfil",
+                serde_json::json!({ "request_id": request_id }),
+            )
+        },
     )?;
-    core.write(actor, |tx| {
-        set_state(tx, request_id, State::Fulfilled)?;
-        log_event(
-            tx,
-            request_id,
-            "erased",
-            serde_json::json!({ "tombstone_id": report.tombstone_id, "deleted": report.deleted }),
-        )?;
-        audit_request(
-            tx,
-            &req,
-            "request.fulfil",
-            serde_json::json!({ "request_id": request_id }),
-        )
-    })?;
     Ok(report)
 }
 
@@ -103,6 +106,18 @@ pub fn erase_subject(
     actor: &Actor,
     subject_id: &str,
     reason: Reason,
+) -> Result<ErasureReport> {
+    erase_subject_then(core, actor, subject_id, reason, |_, _, _| Ok(()))
+}
+
+/// [`erase_subject`], with `finish` run in the transaction that deletes the rows (given
+/// the tombstone's id and the counts deleted): it commits with them or not at all.
+fn erase_subject_then(
+    core: &Steward,
+    actor: &Actor,
+    subject_id: &str,
+    reason: Reason,
+    finish: impl FnOnce(&mut Tx<'_>, &str, &Counts) -> Result<()>,
 ) -> Result<ErasureReport> {
     // Check the actor's scope before destroying anything, then destroy the key
     // first: from that moment the subject is unreadable everywhere (data store,
@@ -120,7 +135,7 @@ pub fn erase_subject(
         .text(0)?;
     actor.require_subject(&tenant, subject_id)?;
     let destroyed = core.keys.shred_subject_key(subject_id)?;
-    let mut report = erase_inner(core, actor, subject_id, reason, |_| Ok(true), false)?
+    let mut report = erase_inner(core, actor, subject_id, reason, |_| Ok(true), finish, false)?
         .ok_or_else(|| Error::Internal("erasure skipped without a condition".into()))?;
     report.key_destroyed |= destroyed;
     Ok(report)
@@ -139,7 +154,15 @@ pub(crate) fn erase_subject_if(
 ) -> Result<Option<ErasureReport>> {
     // The condition is asked inside the transaction, so here the key can only go
     // once the rows have.
-    erase_inner(core, actor, subject_id, reason, still_due, true)
+    erase_inner(
+        core,
+        actor,
+        subject_id,
+        reason,
+        still_due,
+        |_, _, _| Ok(()),
+        true,
+    )
 }
 
 fn erase_inner(
@@ -148,6 +171,7 @@ fn erase_inner(
     subject_id: &str,
     reason: Reason,
     still_due: impl FnOnce(&mut Tx<'_>) -> Result<bool>,
+    finish: impl FnOnce(&mut Tx<'_>, &str, &Counts) -> Result<()>,
     destroy_key: bool,
 ) -> Result<Option<ErasureReport>> {
     let tombstone_id = uuid::Uuid::now_v7().to_string();
@@ -158,6 +182,7 @@ fn erase_inner(
             return Ok(None);
         }
         let (deleted, pseudonymised) = erase_rows(tx, subject_id, &tenant, &tombstone_id, &reason)?;
+        finish(tx, &tombstone_id, &deleted)?;
         Ok(Some((tenant, deleted, pseudonymised, tx.at)))
     })?;
     let Some((tenant, deleted, pseudonymised, at)) = erased else {

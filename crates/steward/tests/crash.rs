@@ -1,0 +1,376 @@
+//! Crashes lose nothing (issue 14, section 3): the real binary killed with SIGKILL at
+//! random moments, on SQLite and on PostgreSQL. After each kill, what was stored is
+//! stored once, the audit chain verifies, and running the same command again finishes
+//! the work. The moments are printed (a seed) so that a failure can be replayed with
+//! `STEWARD_CRASH_SEED`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use steward::access::{Actor, Role};
+use steward::accounts::{self, NewUser};
+use steward::rights::{self, Kind, NewRequest, RequestChannel, SubjectRef};
+use steward::tenants;
+use steward_store::params;
+
+mod common;
+use common::Env;
+
+const BIN: &str = env!("CARGO_BIN_EXE_steward");
+
+/// Rows in the file ingested: enough that a debug build takes several seconds (more
+/// than one transaction) over it.
+const ROWS: usize = 20_000;
+const KILLS: usize = 3;
+
+/// The binary with the environment's stores (SQLite directory, or PostgreSQL schema),
+/// as an operator would run it beside the test's own handle on the same data.
+fn steward(env: &Env) -> Command {
+    let s = &env.settings;
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir").arg(&s.data_dir);
+    cmd.arg("--master-key-file").arg(s.master_key_path());
+    if let (Some(url), Some(schema)) = (&s.database_url, &s.database_schema) {
+        cmd.arg("--database-url").arg(url);
+        cmd.arg("--database-schema").arg(schema);
+    }
+    cmd.env_remove("STEWARD_MASTER_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A small deterministic generator (xorshift), seeded from the clock unless
+/// `STEWARD_CRASH_SEED` is set.
+struct Rng(u64);
+
+impl Rng {
+    fn new(test: &str) -> Rng {
+        let seed = std::env::var("STEWARD_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos() as u64
+                    | 1
+            });
+        eprintln!("{test}: STEWARD_CRASH_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// An Asterisk `Master.csv` of `rows` distinct answered calls, the `i`-th from
+/// `caller(i)`.
+fn write_calls(path: &Path, rows: usize, caller: impl Fn(usize) -> String) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..rows {
+        let start = 1_767_225_600 + i as i64 * 60;
+        let (s, a, e) = (
+            steward_cdr::format_utc(start),
+            steward_cdr::format_utc(start + 5),
+            steward_cdr::format_utc(start + 65),
+        );
+        writeln!(
+            out,
+            "\"\",\"{}\",\"+4420794{:05}\",\"from-internal\",\"\",\"SIP/100-{i:08x}\",\
+             \"SIP/trunk-{i:08x}\",\"Dial\",\"SIP/trunk,30\",\"{s}\",\"{a}\",\"{e}\",65,60,\
+             \"ANSWERED\",\"DOCUMENTATION\",\"{start}.{i}\",\"\"",
+            caller(i),
+            i % 997
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+}
+
+fn count(env: &Env, sql: &str, tenant: &str) -> i64 {
+    env.core
+        .db
+        .read(|c| c.query_opt(sql, params![tenant]))
+        .unwrap()
+        .unwrap()
+        .i64(0)
+        .unwrap()
+}
+
+fn stored(env: &Env, tenant: &str) -> i64 {
+    count(
+        env,
+        "SELECT COUNT(*) FROM call_records WHERE tenant_id = $1",
+        tenant,
+    )
+}
+
+fn audit_verifies(env: &Env) {
+    let out = steward(env).args(["audit", "verify"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify after a kill: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `ingest cdr` killed at random moments within the time one whole ingest of the file
+/// took (a transaction commits every few seconds, so most kills land inside one); after
+/// each kill the rows stored are distinct and the chain verifies; a last run completes
+/// the file, and one more adds nothing.
+fn ingest_survives_kills(env: &Env, test: &str) {
+    let mut rng = Rng::new(test);
+    let file = env.dir.path().join("Master.csv");
+    write_calls(&file, ROWS, |i| format!("+4477009{:05}", i % 1000));
+    let tenant = || {
+        tenants::create(&env.core, &Actor::cli(), "PBX Ltd", None)
+            .unwrap()
+            .id
+    };
+    let ingest = |tenant: &str| {
+        let mut cmd = steward(env);
+        cmd.args(["ingest", "cdr", "--json", "--tenant", tenant])
+            .arg(&file);
+        cmd
+    };
+    // One whole ingest, into a tenant of its own, times the file.
+    let started = Instant::now();
+    let out = ingest(&tenant()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let whole = started.elapsed();
+    eprintln!("{test}: one ingest of {ROWS} rows takes {whole:?}");
+
+    let tenant = tenant();
+    let mut interrupted = 0;
+    for kill in 0..KILLS {
+        let at = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1));
+        let started = Instant::now();
+        let mut child = ingest(&tenant).spawn().unwrap();
+        while started.elapsed() < at && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().ok();
+        child.wait().unwrap();
+        let now = stored(env, &tenant);
+        eprintln!("{test}: kill {kill} at {at:?}: {now} stored, finished first: {finished}");
+        if !finished {
+            interrupted += 1;
+        }
+        // Stored once: as many distinct PBX leg ids as rows.
+        assert_eq!(
+            count(
+                env,
+                "SELECT COUNT(DISTINCT leg_id) FROM call_records WHERE tenant_id = $1",
+                &tenant
+            ),
+            now,
+            "a row stored twice"
+        );
+        assert!(now <= ROWS as i64);
+        audit_verifies(env);
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed mid-ingest: the test proved nothing"
+    );
+
+    // Running the same command again finishes the work: every row once.
+    let out = ingest(&tenant).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let before = ROWS as i64 - report["accepted"].as_i64().unwrap();
+    assert_eq!(report["duplicate"].as_i64().unwrap(), before, "{report}");
+    assert_eq!(stored(env, &tenant), ROWS as i64);
+    let out = ingest(&tenant).output().unwrap();
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["accepted"].as_i64(), report["duplicate"].as_i64()),
+        (Some(0), Some(ROWS as i64)),
+        "{report}"
+    );
+    assert_eq!(stored(env, &tenant), ROWS as i64);
+    audit_verifies(env);
+}
+
+/// Subjects erased by `requests erase`, each killed at a random moment within the time
+/// one uninterrupted erasure took. After each kill the subject is either erased
+/// completely (no row of theirs, a tombstone, the request fulfilled) or still there
+/// with every row and the request open, and erasing again completes it.
+fn erasure_survives_kills(env: &Env, test: &str) {
+    const SUBJECTS: usize = 5;
+    const CALLS_EACH: usize = 1_500;
+    let mut rng = Rng::new(test);
+    let cli = Actor::cli();
+    let tenant = tenants::create(&env.core, &cli, "PBX Ltd", None)
+        .unwrap()
+        .id;
+    let phone = |k: usize| format!("+4477009000{k:02}");
+    let subjects: Vec<String> = (0..SUBJECTS)
+        .map(|k| {
+            let user = NewUser {
+                username: format!("caller{k}"),
+                password: common::PASSWORD.to_owned(),
+                role: Role::Subject,
+                email: None,
+                phone: Some(phone(k)),
+                display_name: None,
+            };
+            accounts::create_user(&env.core, &cli, &tenant, user)
+                .unwrap()
+                .subject_id
+        })
+        .collect();
+    let file = env.dir.path().join("calls.csv");
+    write_calls(&file, SUBJECTS * CALLS_EACH, |i| phone(i % SUBJECTS));
+    let out = steward(env)
+        .args(["ingest", "cdr", "--tenant", &tenant])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let calls_of = |subject: &str| {
+        count(
+            env,
+            "SELECT COUNT(*) FROM call_records WHERE caller_subject_id = $1",
+            subject,
+        )
+    };
+    let erase = |request: &str| {
+        steward(env)
+            .args(["requests", "erase", request])
+            .spawn()
+            .unwrap()
+    };
+    let mut calibration = Duration::ZERO;
+    let mut interrupted = 0;
+    for (k, subject) in subjects.iter().enumerate() {
+        assert_eq!(calls_of(subject), CALLS_EACH as i64);
+        let request = rights::create(
+            &env.core,
+            &cli,
+            NewRequest {
+                subject: SubjectRef::Id(subject.clone()),
+                kind: Kind::Erasure,
+                channel: RequestChannel::Email,
+                received_on: time::OffsetDateTime::now_utc().date().to_string(),
+                region: None,
+                details: None,
+            },
+        )
+        .unwrap()
+        .id;
+        rights::verify(&env.core, &cli, &request, "passport seen").unwrap();
+        let state = || {
+            env.core
+                .db
+                .read(|c| {
+                    c.query_opt(
+                        "SELECT state FROM requests WHERE id = $1",
+                        params![request.as_str()],
+                    )
+                })
+                .unwrap()
+                .unwrap()
+                .text(0)
+                .unwrap()
+        };
+        let open_before = state();
+        let present = || count(env, "SELECT COUNT(*) FROM subjects WHERE id = $1", subject) == 1;
+        let tombstones = || {
+            count(
+                env,
+                "SELECT COUNT(*) FROM erasure_tombstones WHERE request_id = $1",
+                &request,
+            )
+        };
+        let started = Instant::now();
+        let mut child = erase(&request);
+        if k == 0 {
+            // The first, uninterrupted, times one erasure.
+            assert!(child.wait().unwrap().success());
+            calibration = started.elapsed();
+            eprintln!("{test}: one erasure takes {calibration:?}");
+        } else {
+            let at = Duration::from_micros(rng.below(calibration.as_micros() as u64 * 6 / 5 + 1));
+            while started.elapsed() < at && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let finished = child.try_wait().unwrap().is_some();
+            child.kill().ok();
+            child.wait().unwrap();
+            eprintln!("{test}: subject {k} killed at {at:?}, finished first: {finished}");
+            if present() {
+                // Untouched: every row, no tombstone, the request open; erasable again.
+                interrupted += 1;
+                assert_eq!(
+                    calls_of(subject),
+                    CALLS_EACH as i64,
+                    "rows lost, subject kept"
+                );
+                assert_eq!(tombstones(), 0);
+                assert_eq!(state(), open_before);
+                audit_verifies(env);
+                assert!(erase(&request).wait().unwrap().success(), "erasing again");
+            } else if !finished {
+                interrupted += 1;
+            }
+        }
+        // Erased completely, once.
+        assert!(!present(), "subject {k} still there");
+        assert_eq!(calls_of(subject), 0, "rows of an erased subject");
+        assert_eq!(tombstones(), 1);
+        assert_eq!(state(), "fulfilled");
+        audit_verifies(env);
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed before an erasure ended: the test proved nothing"
+    );
+}
+
+#[test]
+fn erasure_killed_at_random_moments_on_sqlite() {
+    erasure_survives_kills(&Env::sqlite(), "sqlite");
+}
+
+#[test]
+fn erasure_killed_at_random_moments_on_postgres() {
+    let Some(env) = Env::postgres() else { return };
+    erasure_survives_kills(&env, "postgres");
+}
+
+#[test]
+fn ingest_killed_at_random_moments_on_sqlite() {
+    ingest_survives_kills(&Env::sqlite(), "sqlite");
+}
+
+#[test]
+fn ingest_killed_at_random_moments_on_postgres() {
+    let Some(env) = Env::postgres() else { return };
+    ingest_survives_kills(&env, "postgres");
+}
