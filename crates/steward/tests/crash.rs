@@ -225,33 +225,7 @@ fn erasure_survives_kills(env: &Env, test: &str) {
         .unwrap()
         .id;
     let phone = |k: usize| format!("+4477009000{k:02}");
-    let subjects: Vec<String> = (0..SUBJECTS)
-        .map(|k| {
-            let user = NewUser {
-                username: format!("caller{k}"),
-                password: common::PASSWORD.to_owned(),
-                role: Role::Subject,
-                email: None,
-                phone: Some(phone(k)),
-                display_name: None,
-            };
-            accounts::create_user(&env.core, &cli, &tenant, user)
-                .unwrap()
-                .subject_id
-        })
-        .collect();
-    let file = env.dir.path().join("calls.csv");
-    write_calls(&file, SUBJECTS * CALLS_EACH, |i| phone(i % SUBJECTS));
-    let out = steward(env)
-        .args(["ingest", "cdr", "--tenant", &tenant])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let subjects = callers(env, &tenant, SUBJECTS, CALLS_EACH, &phone);
 
     let calls_of = |subject: &str| {
         count(
@@ -351,6 +325,160 @@ fn erasure_survives_kills(env: &Env, test: &str) {
         interrupted > 0,
         "no kill landed before an erasure ended: the test proved nothing"
     );
+}
+
+/// `n` subjects, the `k`-th a user with phone `phone(k)` who made `calls_each` calls
+/// (ingested by the binary); their subject ids.
+fn callers(
+    env: &Env,
+    tenant: &str,
+    n: usize,
+    calls_each: usize,
+    phone: &dyn Fn(usize) -> String,
+) -> Vec<String> {
+    let cli = Actor::cli();
+    let subjects: Vec<String> = (0..n)
+        .map(|k| {
+            let user = NewUser {
+                username: format!("caller{}", phone(k).trim_start_matches('+')),
+                password: common::PASSWORD.to_owned(),
+                role: Role::Subject,
+                email: None,
+                phone: Some(phone(k)),
+                display_name: None,
+            };
+            accounts::create_user(&env.core, &cli, tenant, user)
+                .unwrap()
+                .subject_id
+        })
+        .collect();
+    let file = env.dir.path().join(format!("calls-{}.csv", phone(0)));
+    write_calls(&file, n * calls_each, |i| phone(i % n));
+    let out = steward(env)
+        .args(["ingest", "cdr", "--tenant", tenant])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    subjects
+}
+
+/// Subjects past retention, with `retention run` killed at random moments within the time
+/// one uninterrupted run took: each subject is either erased completely (no row, a
+/// tombstone) or still there with every row, and the next run erases the rest.
+fn retention_survives_kills(env: &Env, test: &str) {
+    const SUBJECTS: usize = 6;
+    const CALLS_EACH: usize = 500;
+    const SEVEN_YEARS: i64 = 7 * 366 * 86_400;
+    let mut rng = Rng::new(test);
+    let cli = Actor::cli();
+    let tenant = tenants::create(&env.core, &cli, "PBX Ltd", None)
+        .unwrap()
+        .id;
+    let due = |batch: usize| {
+        let phone = move |k: usize| format!("+44770090{batch}{k:03}");
+        let subjects = callers(env, &tenant, SUBJECTS, CALLS_EACH, &phone);
+        let long_ago = time::OffsetDateTime::now_utc().unix_timestamp() - SEVEN_YEARS;
+        for s in &subjects {
+            env.core
+                .db
+                .write(|c| {
+                    c.execute(
+                        "UPDATE subjects SET last_engagement_at = $1 WHERE id = $2",
+                        params![long_ago, s.as_str()],
+                    )
+                })
+                .unwrap();
+        }
+        subjects
+    };
+    let run = || steward(env).args(["retention", "run"]).spawn().unwrap();
+    let present = |s: &str| count(env, "SELECT COUNT(*) FROM subjects WHERE id = $1", s) == 1;
+    let calls_of = |s: &str| {
+        count(
+            env,
+            "SELECT COUNT(*) FROM call_records WHERE caller_subject_id = $1",
+            s,
+        )
+    };
+    let tombstones = || {
+        count(
+            env,
+            "SELECT COUNT(*) FROM erasure_tombstones WHERE tenant_id = $1 AND reason = 'retention'",
+            &tenant,
+        )
+    };
+    let check = |subjects: &[String]| {
+        let mut erased = 0;
+        for s in subjects {
+            if present(s) {
+                assert_eq!(calls_of(s), CALLS_EACH as i64, "a kept subject lost rows");
+            } else {
+                assert_eq!(calls_of(s), 0, "rows of an erased subject");
+                erased += 1;
+            }
+        }
+        audit_verifies(env);
+        erased
+    };
+
+    // One uninterrupted run times it.
+    let first = due(1);
+    let started = Instant::now();
+    assert!(run().wait().unwrap().success());
+    let whole = started.elapsed();
+    eprintln!("{test}: one retention run of {SUBJECTS} subjects takes {whole:?}");
+    assert_eq!(check(&first), SUBJECTS);
+    assert_eq!(tombstones(), SUBJECTS as i64);
+
+    let second = due(2);
+    let mut interrupted = 0;
+    for kill in 0..KILLS {
+        let at = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1));
+        let started = Instant::now();
+        let mut child = run();
+        while started.elapsed() < at && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().ok();
+        child.wait().unwrap();
+        let erased = check(&second);
+        eprintln!(
+            "{test}: kill {kill} at {at:?}: {erased} of {SUBJECTS} erased, finished first: {finished}"
+        );
+        // A tombstone for each subject erased, no more.
+        assert_eq!(tombstones(), (SUBJECTS + erased) as i64);
+        if !finished {
+            interrupted += 1;
+        }
+        if erased == SUBJECTS {
+            break;
+        }
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed before a run ended: the test proved nothing"
+    );
+    // The next run erases what is left.
+    assert!(run().wait().unwrap().success());
+    assert_eq!(check(&second), SUBJECTS);
+    assert_eq!(tombstones(), 2 * SUBJECTS as i64);
+}
+
+#[test]
+fn retention_killed_at_random_moments_on_sqlite() {
+    retention_survives_kills(&Env::sqlite(), "sqlite");
+}
+
+#[test]
+fn retention_killed_at_random_moments_on_postgres() {
+    let Some(env) = Env::postgres() else { return };
+    retention_survives_kills(&env, "postgres");
 }
 
 #[test]
