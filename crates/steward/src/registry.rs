@@ -380,6 +380,11 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
         "periodic jobs: when each last ran and in which server process (host name and pid)",
     ),
     (
+        "key_outbox",
+        "subject keys to destroy after an erasure has committed: subject ids only, each \
+         removed once its key is gone",
+    ),
+    (
         "blob_outbox",
         "blob store objects to delete after a commit: keys made of tenant and subject ids and \
          a file id",

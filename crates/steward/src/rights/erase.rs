@@ -182,13 +182,22 @@ fn erase_inner(
             return Ok(None);
         }
         let (deleted, pseudonymised) = erase_rows(tx, subject_id, &tenant, &tombstone_id, &reason)?;
+        if destroy_key {
+            // Committed with the rows: a crash before the key goes below leaves this
+            // for the next start (`Steward::drain_key_outbox`), never a live key for data erased.
+            tx.conn.execute(
+                "INSERT INTO key_outbox (subject_id, queued_at) VALUES ($1, $2) \
+                 ON CONFLICT (subject_id) DO NOTHING",
+                params![subject_id, tx.at],
+            )?;
+        }
         finish(tx, &tombstone_id, &deleted)?;
         Ok(Some((tenant, deleted, pseudonymised, tx.at)))
     })?;
     let Some((tenant, deleted, pseudonymised, at)) = erased else {
         return Ok(None);
     };
-    let key_destroyed = destroy_key && core.keys.shred_subject_key(subject_id)?;
+    let key_destroyed = destroy_key && core.shred_queued_key(subject_id)?;
     // Blobs live outside the transaction; the key's destruction makes any object
     // that a failure here leaves behind unreadable all the same.
     // Every object of the subject's lives under their prefix (files.rs).
