@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use steward_cdr::{CallRecord, asterisk_csv, write_asterisk_csv};
-use steward_fuzz::{Trickle, lines, step};
+use steward_fuzz::{Trickle, same_and_located, step};
 
 fn comparable(r: &CallRecord) -> CallRecord {
     CallRecord {
@@ -19,19 +19,7 @@ fn comparable(r: &CallRecord) -> CallRecord {
 fuzz_target!(|data: &[u8]| {
     let whole: Vec<_> = asterisk_csv(data).collect();
     let trickled: Vec<_> = asterisk_csv(Trickle::new(data, step(data))).collect();
-    assert_eq!(whole, trickled, "the read buffer's size changed the result");
-
-    let last = lines(data);
-    for item in &whole {
-        let line = match item {
-            Ok(r) => r.line,
-            Err(e) => e.line,
-        };
-        assert!(
-            (1..=last).contains(&line),
-            "line {line} of {last}: {item:?}"
-        );
-    }
+    same_and_located(data, &whole, &trickled);
 
     let read: Vec<CallRecord> = whole.into_iter().filter_map(Result::ok).collect();
     let mut written = Vec::new();

@@ -3,6 +3,8 @@
 
 use std::io::{self, BufRead, Read};
 
+use steward_cdr::{CallRecord, RowError};
+
 /// Reads `data` at most `step` bytes per call, as a slow pipe or socket would.
 pub struct Trickle<'a> {
     data: &'a [u8],
@@ -49,4 +51,26 @@ pub fn lines(data: &[u8]) -> u64 {
 /// A read step between 1 and 8 bytes, taken from the input so that the fuzzer can vary it.
 pub fn step(data: &[u8]) -> usize {
     1 + usize::from(data.last().copied().unwrap_or(0) % 8)
+}
+
+/// What every CDR target checks of a parse of `data` done twice, whole (`whole`) and a
+/// few bytes at a time (`trickled`): the same records and errors, each naming a line of
+/// the input.
+pub fn same_and_located(
+    data: &[u8],
+    whole: &[Result<CallRecord, RowError>],
+    trickled: &[Result<CallRecord, RowError>],
+) {
+    assert_eq!(whole, trickled, "the read buffer's size changed the result");
+    let last = lines(data);
+    for item in whole {
+        let line = match item {
+            Ok(r) => r.line,
+            Err(e) => e.line,
+        };
+        assert!(
+            (1..=last).contains(&line),
+            "line {line} of {last}: {item:?}"
+        );
+    }
 }

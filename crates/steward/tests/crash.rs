@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -97,6 +97,18 @@ fn write_calls(path: &Path, rows: usize, caller: impl Fn(usize) -> String) {
     out.flush().unwrap();
 }
 
+/// Kills `child` with SIGKILL `after` from now, unless it ends first; whether it did.
+fn kill_at(mut child: Child, after: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < after && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    child.kill().ok();
+    child.wait().unwrap();
+    finished
+}
+
 fn count(env: &Env, sql: &str, tenant: &str) -> i64 {
     env.core
         .db
@@ -165,14 +177,7 @@ fn ingest_survives_kills(env: &Env, test: &str) {
             "no kill landed mid-ingest: the test proved nothing"
         );
         let at = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1));
-        let started = Instant::now();
-        let mut child = ingest(&tenant).spawn().unwrap();
-        while started.elapsed() < at && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let finished = child.try_wait().unwrap().is_some();
-        child.kill().ok();
-        child.wait().unwrap();
+        let finished = kill_at(ingest(&tenant).spawn().unwrap(), at);
         kills += 1;
         let now = stored(env, &tenant);
         eprintln!("{test}: kill {kills} at {at:?}: {now} stored, finished first: {finished}");
@@ -297,12 +302,7 @@ fn erasure_survives_kills(env: &Env, test: &str) {
             eprintln!("{test}: one erasure takes {calibration:?}");
         } else {
             let at = Duration::from_micros(rng.below(calibration.as_micros() as u64 + 1));
-            while started.elapsed() < at && child.try_wait().unwrap().is_none() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let finished = child.try_wait().unwrap().is_some();
-            child.kill().ok();
-            child.wait().unwrap();
+            let finished = kill_at(child, at.saturating_sub(started.elapsed()));
             eprintln!("{test}: subject {k} killed at {at:?}, finished first: {finished}");
             if present() {
                 // Untouched: every row, no tombstone, the request open; erasable again.
@@ -457,14 +457,7 @@ fn retention_survives_kills(env: &Env, test: &str) {
         );
         let batch = batches.last().unwrap().clone();
         let at = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1));
-        let started = Instant::now();
-        let mut child = run();
-        while started.elapsed() < at && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let finished = child.try_wait().unwrap().is_some();
-        child.kill().ok();
-        child.wait().unwrap();
+        let finished = kill_at(run(), at);
         kills += 1;
         let erased = check(&batch);
         eprintln!(
