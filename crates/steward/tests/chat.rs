@@ -1857,3 +1857,53 @@ async fn an_attachment_over_the_limit_is_stopped_and_nothing_kept() {
     let blobs = common::files_under(&dir.path().join("data").join("blobs"));
     assert!(blobs.is_empty(), "nothing of it stored: {blobs:?}");
 }
+
+/// A user holds at most 16 sockets on one server; one more is refused with 429 and
+/// `Retry-After` before any upgrade, and a socket closed frees its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_holds_at_most_sixteen_sockets() {
+    let env = Env::sqlite();
+    let core = env.core.clone();
+    let t = seed_tenant(&core, "cap");
+    let ann = user(&core, &t.tenant.id, "cap-ann");
+    let bob = user(&core, &t.tenant.id, "cap-bob");
+    let server = Server::start(core.clone()).await;
+    let token = server.login(&ann.username).await;
+    let mut open = Vec::new();
+    for _ in 0..steward::chat::hub::MAX_SOCKETS_PER_SUBJECT {
+        open.push(connect(&server, &token).await);
+    }
+    let one_more = || {
+        let mut req = ws_url(&server).into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+    match one_more().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 429);
+            assert_eq!(r.headers()["retry-after"], "5");
+            let body: Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "too_many_sockets", "{body}");
+        }
+        other => panic!("a 17th socket: {other:?}"),
+    }
+    // Another user is not held back.
+    let bob_token = server.login(&bob.username).await;
+    let _bob = connect(&server, &bob_token).await;
+    // Closing one frees its place (once the server has seen it close).
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match one_more().await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no place after a close: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

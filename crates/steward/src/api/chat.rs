@@ -583,7 +583,8 @@ fn frame_limit(max_body: usize) -> usize {
     params(SocketQuery),
     responses((status = 101, description = "Switching Protocols: the chat socket"),
               (status = 400, body = ErrorBody, description = "not a WebSocket request"),
-              (status = 401, body = ErrorBody)))]
+              (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "the user already has 16 chat sockets open on this server (Retry-After)")))]
 async fn socket(
     State(s): State<AppState>,
     auth: SocketAuth,
@@ -602,8 +603,25 @@ async fn socket(
         )
     })?;
     let author = Arc::new(author(&s, auth.actor.clone()).await?);
-    // Recorded and registered before the upgrade is answered: once the client
-    // sees the socket open, it receives every message stored after that.
+    // Registered (its place taken) and recorded before the upgrade is answered:
+    // once the client sees the socket open, it receives every message stored
+    // after that.
+    let Some(reg) = s.chat.hub().register(
+        &author.subject_id,
+        steward_crypto::token::hash_token(&auth.token),
+    ) else {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sockets",
+            format!(
+                "you have {} chat sockets open on this server: close one first",
+                chat::hub::MAX_SOCKETS_PER_SUBJECT
+            ),
+            None,
+        );
+        e.retry_after = Some(5);
+        return Err(e);
+    };
     let connection_id = {
         let (a, t, ip) = (author.clone(), auth.token.clone(), peer.ip().to_string());
         blocking(&s, move |core| {
@@ -613,10 +631,7 @@ async fn socket(
     };
     // From here until its end is recorded, a stopping server waits for it.
     let alive = s.chat.hub().track();
-    let reg = s.chat.hub().register(
-        &author.subject_id,
-        steward_crypto::token::hash_token(&auth.token),
-    );
+
     let max = frame_limit(s.core.settings.chat_max_message_bytes);
     let failed = (
         s.clone(),

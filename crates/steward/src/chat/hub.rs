@@ -90,6 +90,12 @@ impl Drop for Registration {
     }
 }
 
+/// Chat sockets one subject may hold open on one process (phones, tablets,
+/// desktops and browser tabs); one more is refused with 429 until one closes. Kept
+/// in this process's memory: with several processes a subject may hold this many on
+/// each.
+pub const MAX_SOCKETS_PER_SUBJECT: usize = 16;
+
 #[derive(Default)]
 pub struct Hub {
     by_subject: RwLock<HashMap<String, Vec<Outbox>>>,
@@ -103,8 +109,9 @@ pub struct Hub {
 
 impl Hub {
     /// Registers a new connection of `subject`, opened with the session whose
-    /// token hashes to `session`.
-    pub fn register(self: &Arc<Self>, subject: &str, session: [u8; 32]) -> Registration {
+    /// token hashes to `session`; `None` when the subject already has
+    /// [`MAX_SOCKETS_PER_SUBJECT`] open on this process.
+    pub fn register(self: &Arc<Self>, subject: &str, session: [u8; 32]) -> Option<Registration> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, frames) = mpsc::channel(OUTBOX);
         let cancel = self.closing.child_token();
@@ -119,20 +126,22 @@ impl Hub {
             .by_subject
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        map.entry(subject.to_owned())
-            .or_default()
-            .push(outbox.clone());
+        let open = map.entry(subject.to_owned()).or_default();
+        if open.len() >= MAX_SOCKETS_PER_SUBJECT {
+            return None;
+        }
+        open.push(outbox.clone());
         let open: usize = map.values().map(Vec::len).sum();
         drop(map);
         metrics::gauge!("steward_chat_connections").set(open as f64);
-        Registration {
+        Some(Registration {
             id,
             frames,
             cancel,
             outbox,
             hub: self.clone(),
             subject: subject.to_owned(),
-        }
+        })
     }
 
     /// Forgets a connection (its registration was dropped).
@@ -262,8 +271,8 @@ mod tests {
     #[test]
     fn pushes_reach_every_connection_but_the_excepted_one() {
         let hub = Arc::new(Hub::default());
-        let mut a1 = hub.register("a", [1; 32]);
-        let mut a2 = hub.register("a", [2; 32]);
+        let mut a1 = hub.register("a", [1; 32]).unwrap();
+        let mut a2 = hub.register("a", [2; 32]).unwrap();
         let frame: Arc<str> = Arc::from("{}");
         assert_eq!(hub.push("a", &frame, Some(a1.id)), 1);
         assert!(a1.frames.try_recv().is_err());
@@ -278,10 +287,23 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_holds_at_most_the_cap_of_sockets() {
+        let hub = Arc::new(Hub::default());
+        let mut held: Vec<_> = (0..MAX_SOCKETS_PER_SUBJECT)
+            .map(|_| hub.register("a", [0; 32]).unwrap())
+            .collect();
+        assert!(hub.register("a", [0; 32]).is_none());
+        // Another subject is not affected, and a closed socket frees its place.
+        assert!(hub.register("b", [0; 32]).is_some());
+        held.pop();
+        assert!(hub.register("a", [0; 32]).is_some());
+    }
+
+    #[test]
     fn a_full_outbox_cancels_its_connection_only() {
         let hub = Arc::new(Hub::default());
-        let slow = hub.register("a", [0; 32]);
-        let fast = hub.register("b", [0; 32]);
+        let slow = hub.register("a", [0; 32]).unwrap();
+        let fast = hub.register("b", [0; 32]).unwrap();
         let frame: Arc<str> = Arc::from("{}");
         for _ in 0..OUTBOX {
             assert!(slow.outbox.push(&frame));
