@@ -19,6 +19,9 @@ pub enum Error {
     /// Too many attempts; retry after this many seconds.
     #[error("too many failed logins: try again in {0} s")]
     Throttled(i64),
+    /// A client sending faster than a limit allows (the chat socket's frame rate).
+    #[error("{0}")]
+    RateLimited(String),
     #[error("{0}")]
     Forbidden(String),
     /// Processing that needs the subject's consent, without current consent.
@@ -65,6 +68,7 @@ impl Error {
             Error::Unauthenticated => "unauthenticated",
             Error::LoginFailed(_) => "login_failed",
             Error::Throttled(_) => "throttled",
+            Error::RateLimited(_) => "rate_limited",
             Error::Forbidden(_) => "forbidden",
             Error::ConsentRequired { .. } => "consent_required",
             Error::NotFound(_) => "not_found",
@@ -80,7 +84,7 @@ impl Error {
         match self {
             Error::Invalid { .. } => 400,
             Error::Unauthenticated | Error::LoginFailed(_) => 401,
-            Error::Throttled(_) => 429,
+            Error::Throttled(_) | Error::RateLimited(_) => 429,
             Error::Forbidden(_) | Error::ConsentRequired { .. } => 403,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,

@@ -1907,3 +1907,59 @@ async fn a_user_holds_at_most_sixteen_sockets() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A socket sending more than its frame budget (a burst of 200, then 50 a second) gets
+/// `rate_limited` errors for the frames over it, each with its `client_id`, and the
+/// socket stays open and works again once the budget has refilled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_frames_is_answered_rate_limited() {
+    let env = Env::sqlite();
+    let core = env.core.clone();
+    let t = seed_tenant(&core, "flood");
+    let ann = user(&core, &t.tenant.id, "flood-ann");
+    let server = Server::start(core.clone()).await;
+    let token = server.login(&ann.username).await;
+    let mut ws = connect(&server, &token).await;
+    // Marks on a conversation that does not exist: each frame parses, takes a token,
+    // and (when carried out) is refused as not found.
+    const SENT: usize = 400;
+    let nowhere = "0190a1b2-0000-7000-8000-000000000001";
+    for i in 0..SENT {
+        send(
+            &mut ws,
+            json!({"type": "read", "conversation_id": nowhere, "up_to": 1, "client_id": format!("c{i}")}),
+        )
+        .await;
+    }
+    let mut limited = Vec::new();
+    for _ in 0..SENT {
+        let f = next(&mut ws).await;
+        assert_eq!(f["type"], "error", "{f}");
+        if f["error"]["code"] == "rate_limited" {
+            limited.push(f["client_id"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(f["error"]["code"], "not_found", "{f}");
+        }
+    }
+    // The burst was carried out; most of the rest was not (a few tokens came back
+    // while the frames were sent).
+    assert!(
+        limited.len() >= SENT - 200 - 50,
+        "{} limited",
+        limited.len()
+    );
+    assert!(!limited.contains(&"c0".to_owned()) && limited.contains(&format!("c{}", SENT - 1)));
+    // A second later the socket works again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    send(
+        &mut ws,
+        json!({"type": "read", "conversation_id": nowhere, "up_to": 1, "client_id": "after"}),
+    )
+    .await;
+    let f = next(&mut ws).await;
+    assert_eq!(
+        (&f["client_id"], &f["error"]["code"]),
+        (&json!("after"), &json!("not_found")),
+        "{f}"
+    );
+}

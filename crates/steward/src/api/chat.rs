@@ -673,6 +673,41 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("task failed: {e}")))?
 }
 
+/// Frames a socket may send a second, on average, and in a burst. A frame over the
+/// budget is answered with an `error` frame (`rate_limited`, its `client_id`
+/// echoed) and not carried out; the socket stays open. Per socket, in memory.
+const FRAMES_PER_SECOND: u32 = 50;
+const FRAME_BURST: u32 = 200;
+
+/// A token bucket: [`FRAME_BURST`] frames, refilled at [`FRAMES_PER_SECOND`].
+struct Budget {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Budget {
+    fn new(now: tokio::time::Instant) -> Budget {
+        Budget {
+            tokens: f64::from(FRAME_BURST),
+            at: now,
+        }
+    }
+
+    /// Takes one frame's token; false when none is left.
+    fn take(&mut self, now: tokio::time::Instant) -> bool {
+        let refill =
+            now.saturating_duration_since(self.at).as_secs_f64() * f64::from(FRAMES_PER_SECOND);
+        self.tokens = (self.tokens + refill).min(f64::from(FRAME_BURST));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// One socket, from upgrade to close.
 async fn connection(
     state: AppState,
@@ -683,6 +718,7 @@ async fn connection(
     socket: WebSocket,
 ) {
     let chat = state.chat.clone();
+    let mut budget = Budget::new(tokio::time::Instant::now());
     let (mut sink, mut stream) = socket.split();
     let mut recheck = tokio::time::interval_at(
         tokio::time::Instant::now() + SESSION_RECHECK,
@@ -710,7 +746,7 @@ async fn connection(
             msg = stream.next() => match msg {
                 None | Some(Ok(WsMessage::Close(_))) => break None,
                 Some(Err(e)) => break Some(read_error(e)),
-                Some(Ok(WsMessage::Text(text))) => on_text(&chat, &author, &reg.outbox, text.as_str()).await,
+                Some(Ok(WsMessage::Text(text))) => on_text(&chat, &author, &reg.outbox, &mut budget, text.as_str()).await,
                 Some(Ok(WsMessage::Binary(_))) => {
                     let e = Error::Invalid {
                         field: None,
@@ -779,7 +815,7 @@ where
 }
 
 /// Handles one text frame; every answer goes through the connection's outbox.
-async fn on_text(chat: &Chat, author: &Author, outbox: &Outbox, text: &str) {
+async fn on_text(chat: &Chat, author: &Author, outbox: &Outbox, budget: &mut Budget, text: &str) {
     let (frame, client_id) = match parse_frame(text) {
         Ok(parsed) => parsed,
         Err((e, client_id)) => {
@@ -787,6 +823,14 @@ async fn on_text(chat: &Chat, author: &Author, outbox: &Outbox, text: &str) {
             return;
         }
     };
+    if !budget.take(tokio::time::Instant::now()) {
+        let e = Error::RateLimited(format!(
+            "more than {FRAMES_PER_SECOND} frames a second (bursts of {FRAME_BURST}): this \
+             frame was not carried out; send it again"
+        ));
+        outbox.push(&ServerFrame::error(client_id, &e).to_text());
+        return;
+    }
     let reply = Reply::Socket(outbox.clone());
     // Counted until the writer answers, so that a stopping server writes the
     // answer before it closes the socket.
@@ -874,6 +918,24 @@ fn parse_frame(text: &str) -> Result<(ClientFrame, Option<String>), (Error, Opti
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frame_budget_allows_a_burst_then_the_rate() {
+        let start = tokio::time::Instant::now();
+        let mut b = Budget::new(start);
+        for _ in 0..FRAME_BURST {
+            assert!(b.take(start));
+        }
+        assert!(!b.take(start));
+        // A tenth of a second later: a tenth of a second's frames.
+        let later = start + Duration::from_millis(100);
+        let allowed = (0..FRAME_BURST).filter(|_| b.take(later)).count();
+        assert_eq!(allowed, FRAMES_PER_SECOND as usize / 10);
+        // Idle for long: the burst again, never more.
+        let much_later = later + Duration::from_secs(3600);
+        let allowed = (0..2 * FRAME_BURST).filter(|_| b.take(much_later)).count();
+        assert_eq!(allowed, FRAME_BURST as usize);
+    }
 
     #[test]
     fn a_refused_frame_is_an_invalid_error_with_its_client_id() {
