@@ -149,6 +149,29 @@ mod tests {
         assert!(parse::<Body>(br#"{"up_to": 1e300}"#).is_err());
     }
 
+    /// serde_json stops at 128 levels of nesting: a body nested deeper (a stack
+    /// exhaustion attempt) is refused, quickly and by position, not by a crash.
+    #[test]
+    fn deep_nesting_is_refused() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Any {
+            items: serde_json::Value,
+        }
+        let deep = format!(
+            "{{\"items\": {}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let e = parse::<Any>(deep.as_bytes()).unwrap_err();
+        assert!(e.message.contains("recursion limit exceeded"), "{e:?}");
+        let e = parse::<Body>(deep.replace("items", "up_to").as_bytes()).unwrap_err();
+        assert!(
+            e.message.starts_with("field up_to") || e.message.starts_with("invalid"),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn refusals_name_the_field_or_the_position() {
         let e = parse::<Body>(br#"{"items": []}"#).unwrap_err();
