@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -512,6 +513,183 @@ fn ingest_killed_at_random_moments_on_sqlite() {
 fn ingest_killed_at_random_moments_on_postgres() {
     let Some(env) = Env::postgres() else { return };
     ingest_survives_kills(&env, "postgres");
+}
+
+/// `steward serve` killed while four clients post batches of call records: every batch
+/// answered 200 is stored, once; after a restart every batch is sent again (a PBX
+/// retries what it did not see acknowledged, and may resend what it did), and each
+/// record is stored exactly once.
+fn api_posts_survive_a_kill(env: &Env, test: &str) {
+    const CLIENTS: usize = 4;
+    const BATCHES: usize = 40;
+    const PER_BATCH: usize = 50;
+    let mut rng = Rng::new(test);
+    let t = common::seed_tenant(&env.core, "post");
+    let tenant = t.tenant.id.clone();
+    let serve = || {
+        let mut cmd = steward(env);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        common::spawn_server(cmd)
+    };
+    let batch = |client: usize, b: usize| -> Json {
+        (0..PER_BATCH)
+            .map(|i| {
+                let start = 1_767_225_600 + (b * PER_BATCH + i) as i64 * 60;
+                serde_json::json!({
+                    "leg_id": format!("api-{client}-{b}-{i}"),
+                    "caller": "+447700900123", "callee": "+442079460000",
+                    "start": start, "answer": start + 3, "end": start + 63,
+                })
+            })
+            .collect()
+    };
+    let post_all = |base: String, token: String, acked: Arc<Mutex<Vec<(usize, usize)>>>| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|c| {
+                    let (http, base, token, acked) =
+                        (http.clone(), base.clone(), token.clone(), acked.clone());
+                    let bodies: Vec<Json> = (0..BATCHES).map(|b| batch(c, b)).collect();
+                    let tenant = tenant.clone();
+                    tokio::spawn(async move {
+                        for (b, body) in bodies.into_iter().enumerate() {
+                            let sent = http
+                                .post(format!("{base}/api/v1/tenants/{tenant}/cdrs"))
+                                .bearer_auth(&token)
+                                .json(&body)
+                                .send()
+                                .await;
+                            match sent {
+                                Ok(r) if r.status() == 200 => acked.lock().unwrap().push((c, b)),
+                                Ok(r) => panic!("batch {c}/{b}: {}", r.status()),
+                                // The server went away: this batch and the rest are
+                                // unacknowledged.
+                                Err(_) => return,
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+    };
+    let login = |base: &str| -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r: Json = reqwest::Client::new()
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&serde_json::json!({"username": t.admin.username, "password": common::PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["token"].as_str().unwrap().to_owned()
+        })
+    };
+
+    // One uninterrupted run times the load; its records are then deleted.
+    let (mut child, base, _log) = serve();
+    let token = login(&base);
+    let started = Instant::now();
+    post_all(
+        base.clone(),
+        token.clone(),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let whole = started.elapsed();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let calibrated = stored(env, &tenant);
+    assert_eq!(calibrated, (CLIENTS * BATCHES * PER_BATCH) as i64);
+    env.core
+        .db
+        .write(|c| {
+            c.execute(
+                "DELETE FROM call_records WHERE tenant_id = $1",
+                params![tenant.as_str()],
+            )
+        })
+        .unwrap();
+    eprintln!("{test}: {CLIENTS} clients posting {BATCHES} batches each take {whole:?}");
+
+    // Killed at a random moment of the same load.
+    let (child, base, _log) = serve();
+    let token = login(&base);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let at = Duration::from_micros(rng.below(whole.as_micros() as u64 + 1));
+    let poster = {
+        let (base, token, acked) = (base.clone(), token.clone(), acked.clone());
+        std::thread::scope(|scope| {
+            let h = scope.spawn(|| post_all(base, token, acked));
+            let finished = kill_at(child, at);
+            h.join().unwrap();
+            finished
+        })
+    };
+    let acked = acked.lock().unwrap().clone();
+    let now = stored(env, &tenant);
+    eprintln!(
+        "{test}: killed at {at:?}: {} batches acknowledged, {now} records stored, finished first: {poster}",
+        acked.len()
+    );
+    // Every acknowledged record is there, once.
+    for (c, b) in &acked {
+        let n = count(
+            env,
+            &format!(
+                "SELECT COUNT(*) FROM call_records WHERE tenant_id = $1 AND leg_id LIKE 'api-{c}-{b}-%'"
+            ),
+            &tenant,
+        );
+        assert_eq!(
+            n, PER_BATCH as i64,
+            "batch {c}/{b} acknowledged, {n} of it stored"
+        );
+    }
+    assert_eq!(
+        count(
+            env,
+            "SELECT COUNT(DISTINCT leg_id) FROM call_records WHERE tenant_id = $1",
+            &tenant
+        ),
+        now
+    );
+    audit_verifies(env);
+
+    // Restarted, everything sent again: each record once.
+    let (mut child, base, _log) = serve();
+    let token = login(&base);
+    let all = Arc::new(Mutex::new(Vec::new()));
+    post_all(base, token, all.clone());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(all.lock().unwrap().len(), CLIENTS * BATCHES);
+    assert_eq!(stored(env, &tenant), (CLIENTS * BATCHES * PER_BATCH) as i64);
+    audit_verifies(env);
+}
+
+#[test]
+fn api_posts_killed_at_a_random_moment_on_sqlite() {
+    api_posts_survive_a_kill(&Env::sqlite(), "sqlite");
+}
+
+#[test]
+fn api_posts_killed_at_a_random_moment_on_postgres() {
+    let Some(env) = Env::postgres() else { return };
+    api_posts_survive_a_kill(&env, "postgres");
 }
 
 /// The state a kill between an erasure's commit and its key's destruction leaves (the
