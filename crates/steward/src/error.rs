@@ -41,6 +41,11 @@ pub enum Error {
     UnsupportedType(String),
     #[error("database is busy, try again: {0}")]
     Busy(String),
+    /// The disk under the database is full: nothing was written, reads go on.
+    #[error(
+        "storage is full, nothing was written: free space where the data is kept, then retry ({0})"
+    )]
+    StorageFull(String),
     #[error("storage error: {0}")]
     Store(String),
     #[error("key store error: {0}")]
@@ -76,6 +81,7 @@ impl Error {
             Error::TooLarge(_) => "payload_too_large",
             Error::UnsupportedType(_) => "unsupported_media_type",
             Error::Busy(_) => "busy",
+            Error::StorageFull(_) => "storage_full",
             Error::Store(_) | Error::Keys(_) | Error::Blobs(_) | Error::Internal(_) => "internal",
         }
     }
@@ -90,7 +96,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
             Error::UnsupportedType(_) => 415,
-            Error::Busy(_) => 503,
+            Error::Busy(_) | Error::StorageFull(_) => 503,
             Error::Store(_) | Error::Keys(_) | Error::Blobs(_) | Error::Internal(_) => 500,
         }
     }
@@ -117,6 +123,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Conflict(m) => Error::Conflict(m),
             StoreError::Busy(m) => Error::Busy(m),
+            StoreError::Full(m) => Error::StorageFull(m),
             other => Error::Store(other.to_string()),
         }
     }

@@ -54,6 +54,10 @@ pub enum StoreError {
     /// The database is locked by another writer for longer than the busy timeout.
     #[error("database busy: {0}")]
     Busy(String),
+    /// The disk holding the database is full (SQLite `SQLITE_FULL`, PostgreSQL
+    /// `disk_full`): the write was rolled back, what was stored is intact.
+    #[error("the database's disk is full: {0}")]
+    Full(String),
     #[error("sqlite: {0}")]
     Sqlite(String),
     #[error("postgres: {0}")]

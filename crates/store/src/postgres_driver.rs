@@ -504,6 +504,9 @@ pub(crate) fn map_err(e: postgres::Error) -> StoreError {
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
         return StoreError::Conflict(db_message(&e));
     }
+    if e.code() == Some(&SqlState::DISK_FULL) {
+        return StoreError::Full(db_message(&e));
+    }
     if e.is_closed() {
         return StoreError::Connect(e.to_string());
     }

@@ -447,6 +447,7 @@ fn map_err(e: rusqlite::Error) -> StoreError {
         let text = msg.clone().unwrap_or_else(|| code.to_string());
         match code.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return StoreError::Busy(text),
+            ErrorCode::DiskFull => return StoreError::Full(text),
             ErrorCode::ConstraintViolation
                 if code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                     || code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>

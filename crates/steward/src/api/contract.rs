@@ -11,7 +11,7 @@
 //! | parameters or a request body       | 400: a parameter or the body malformed              |
 //! | path parameters                    | 404: no such resource (or not one the caller sees) |
 //! | a JSON request body                | 413 (over [`MAX_JSON_BODY`](super::MAX_JSON_BODY)), 415 (not JSON) |
-//! | anything                           | 500 (see the server log), 503 with `Retry-After` (the database is busy or unreachable) |
+//! | anything                           | 500 (see the server log), 503 with `Retry-After` (the database is busy or unreachable, or its disk is full) |
 //!
 //! Path ids share one rule too: `{tenant_id}` is a UUID or `provider`, `{call_id}` 32
 //! hexadecimal digits (as call record ingest returns them), every other `{…_id}` a UUID
@@ -316,7 +316,9 @@ fn shared(status: &str) -> Value {
         "413" => "payload_too_large: the body is over the limit",
         "415" => "the body is not sent as Content-Type: application/json",
         "500" => "internal: see the server log",
-        "503" => "busy: the database is busy or unreachable; retry after the time given",
+        "503" => {
+            "busy (the database is busy or unreachable) or storage_full (its disk is full; nothing was written); retry after the time given"
+        }
         _ => "an error",
     };
     let mut response = json!({

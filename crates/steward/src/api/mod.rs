@@ -112,17 +112,20 @@ impl From<Error> for ApiError {
         let status =
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // Internal details go to the log, not to the client.
-        let message = if status.is_server_error() && !matches!(e, Error::Busy(_)) {
-            tracing::error!(error = %e, "request failed");
-            "internal error; see the server log".to_owned()
-        } else {
-            e.to_string()
-        };
+        let message =
+            if status.is_server_error() && !matches!(e, Error::Busy(_) | Error::StorageFull(_)) {
+                tracing::error!(error = %e, "request failed");
+                "internal error; see the server log".to_owned()
+            } else {
+                e.to_string()
+            };
         let mut err = ApiError::new(status, e.code(), message, e.field().map(str::to_owned));
         match e {
             Error::Throttled(secs) => err.retry_after = Some(secs),
             // A busy or unreachable database: a client may retry shortly.
             Error::Busy(_) => err.retry_after = Some(1),
+            // A full disk: someone must free space; ask for a slower retry.
+            Error::StorageFull(_) => err.retry_after = Some(30),
             _ => {}
         }
         err

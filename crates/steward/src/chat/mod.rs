@@ -225,12 +225,13 @@ pub struct FrameError {
 
 impl FrameError {
     pub fn from_error(e: &Error) -> FrameError {
-        let message = if e.http_status() >= 500 && !matches!(e, Error::Busy(_)) {
-            tracing::error!(error = %e, "chat operation failed");
-            "internal error; see the server log".to_owned()
-        } else {
-            e.to_string()
-        };
+        let message =
+            if e.http_status() >= 500 && !matches!(e, Error::Busy(_) | Error::StorageFull(_)) {
+                tracing::error!(error = %e, "chat operation failed");
+                "internal error; see the server log".to_owned()
+            } else {
+                e.to_string()
+            };
         FrameError {
             code: e.code().to_owned(),
             message,
