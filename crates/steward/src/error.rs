@@ -124,6 +124,10 @@ impl From<StoreError> for Error {
             StoreError::Conflict(m) => Error::Conflict(m),
             StoreError::Busy(m) => Error::Busy(m),
             StoreError::Full(m) => Error::StorageFull(m),
+            // The database went away (a restart, a network cut): the pool drops the
+            // dead connection and the next request connects again, so the client is
+            // told to retry (503), not that the server failed.
+            StoreError::Connect(m) => Error::Busy(format!("cannot reach the database: {m}")),
             other => Error::Store(other.to_string()),
         }
     }
