@@ -78,8 +78,8 @@ impl<R: BufRead> Iterator for FreeswitchXml<R> {
             let event = match self.reader.read_event_into(&mut self.buf) {
                 Ok(event) => event,
                 Err(error) => {
-                    let recorder = self.reader.get_ref();
-                    let (at, line) = (recorder.consumed, recorder.newlines + 1);
+                    let at = self.reader.get_ref().consumed;
+                    let line = self.error_line();
                     if self.last_error_at == Some(at) {
                         // No progress since the last error: nothing more can be read.
                         self.done = true;
@@ -166,6 +166,29 @@ impl<R: BufRead> Iterator for FreeswitchXml<R> {
 }
 
 impl<R: BufRead> FreeswitchXml<R> {
+    /// The line of the markup an error is in (quick-xml's `error_position`, the `<` it
+    /// began at), counted in the recorder's log, which holds the current event or record.
+    /// How far the parser had read when it gave up depends on how the input arrived
+    /// (one buffer or many small reads); where the bad markup begins does not.
+    fn error_line(&self) -> u64 {
+        let recorder = self.reader.get_ref();
+        let log_start = recorder.consumed - recorder.log.len() as u64;
+        let at_end = recorder.newlines + 1;
+        if recorder.overflow {
+            return at_end;
+        }
+        match self
+            .reader
+            .error_position()
+            .checked_sub(log_start)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| recorder.log.get(i..))
+        {
+            Some(after) => at_end - after.iter().filter(|&&b| b == b'\n').count() as u64,
+            None => at_end,
+        }
+    }
+
     /// Just read `<cdr ...>`: the recorder's log holds that tag (and nothing before it).
     fn begin_record(&self) -> Current {
         let recorder = self.reader.get_ref();
