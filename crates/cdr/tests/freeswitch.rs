@@ -474,7 +474,9 @@ fn an_xml_error_names_the_same_line_however_the_input_arrives() {
     }
     let errors: Vec<_> = whole.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(
-        errors.iter().any(|e| e.line == 3 && e.reason.contains("at line 3")),
+        errors
+            .iter()
+            .any(|e| e.line == 3 && e.reason.contains("at line 3")),
         "{errors:?}"
     );
 }

@@ -94,19 +94,19 @@ impl Steward {
             tracing::warn!(error = %e, "could not delete the objects of deleted files yet");
         }
         // Keys of subjects erased just before a crash.
-        if let Err(e) = core.drain_key_outbox() {
+        if let Err(e) = core.drain_shred_outbox() {
             tracing::warn!(error = %e, "could not destroy the keys of erased subjects yet");
         }
         Ok((core, report))
     }
 
-    /// Destroys a subject key an erasure queued in `key_outbox` (in the transaction
+    /// Destroys a subject key an erasure queued in `shred_outbox` (in the transaction
     /// that deleted the subject's rows), then its queue row; whether a key was there.
     pub(crate) fn shred_queued_key(&self, subject_id: &str) -> Result<bool> {
         let destroyed = self.keys.shred_subject_key(subject_id)?;
         self.db.write(|c| {
             c.execute(
-                "DELETE FROM key_outbox WHERE subject_id = $1",
+                "DELETE FROM shred_outbox WHERE subject_id = $1",
                 steward_store::params![subject_id],
             )
         })?;
@@ -115,10 +115,13 @@ impl Steward {
 
     /// Destroys the keys that erasures committed just before a crash left queued;
     /// how many there were.
-    pub fn drain_key_outbox(&self) -> Result<u64> {
-        let queued = self
-            .db
-            .read(|c| c.query("SELECT subject_id FROM key_outbox ORDER BY subject_id", &[]))?;
+    pub fn drain_shred_outbox(&self) -> Result<u64> {
+        let queued = self.db.read(|c| {
+            c.query(
+                "SELECT subject_id FROM shred_outbox ORDER BY subject_id",
+                &[],
+            )
+        })?;
         let mut destroyed = 0;
         for row in &queued {
             if self.shred_queued_key(&row.text(0)?)? {

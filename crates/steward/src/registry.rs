@@ -380,7 +380,7 @@ pub const NON_PERSONAL_TABLES: &[(&str, &str)] = &[
         "periodic jobs: when each last ran and in which server process (host name and pid)",
     ),
     (
-        "key_outbox",
+        "shred_outbox",
         "subject keys to destroy after an erasure has committed: subject ids only, each \
          removed once its key is gone",
     ),

@@ -653,13 +653,13 @@ FROM counters WHERE name = 'chat';
     },
     Migration {
         version: 63,
-        name: "key_outbox",
+        name: "shred_outbox",
         sql: r#"
 -- Subject keys to destroy once an erasure's rows are gone (rights/erase.rs).
 -- Queued in the transaction that deletes the rows; the key store is another
 -- database, so the key goes after commit, and a row left by a crash between
 -- the two is finished at the next start.
-CREATE TABLE key_outbox (
+CREATE TABLE shred_outbox (
     subject_id TEXT PRIMARY KEY,
     queued_at BIGINT NOT NULL
 );

@@ -693,7 +693,7 @@ fn api_posts_killed_at_a_random_moment_on_postgres() {
 }
 
 /// The state a kill between an erasure's commit and its key's destruction leaves (the
-/// subject's rows gone, the key queued in `key_outbox`): the next start destroys the key.
+/// subject's rows gone, the key queued in `shred_outbox`): the next start destroys the key.
 #[test]
 fn a_key_left_queued_by_a_crash_is_destroyed_at_the_next_start() {
     let env = Env::sqlite();
@@ -704,7 +704,7 @@ fn a_key_left_queued_by_a_crash_is_destroyed_at_the_next_start() {
         .db
         .write(|c| {
             c.execute(
-                "INSERT INTO key_outbox (subject_id, queued_at) VALUES ($1, 0)",
+                "INSERT INTO shred_outbox (subject_id, queued_at) VALUES ($1, 0)",
                 params![subject.as_str()],
             )
         })
@@ -713,7 +713,7 @@ fn a_key_left_queued_by_a_crash_is_destroyed_at_the_next_start() {
     assert!(restarted.keys.subject_key(&subject).unwrap().is_none());
     let left = restarted
         .db
-        .read(|c| c.query_opt("SELECT COUNT(*) FROM key_outbox", &[]))
+        .read(|c| c.query_opt("SELECT COUNT(*) FROM shred_outbox", &[]))
         .unwrap()
         .unwrap()
         .i64(0)

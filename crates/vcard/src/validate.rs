@@ -221,7 +221,11 @@ impl Contact {
                     ),
                 );
             }
-            if !photo.media_type.starts_with("image/") {
+            // A media type as RFC 6838 spells one: a type that is not would be written
+            // out as application/octet-stream and come back as another.
+            if !photo.media_type.starts_with("image/")
+                || !crate::write::is_media_type(&photo.media_type)
+            {
                 check.fail(
                     "photo.media_type",
                     format!("{:?} is not an image type (image/...)", photo.media_type),

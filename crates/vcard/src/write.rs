@@ -181,7 +181,8 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn is_media_type(s: &str) -> bool {
+/// `type/subtype`, each a non-empty RFC 6838 restricted name.
+pub(crate) fn is_media_type(s: &str) -> bool {
     let mut parts = s.split('/');
     let ok = |p: Option<&str>| {
         p.is_some_and(|p| {

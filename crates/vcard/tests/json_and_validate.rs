@@ -259,3 +259,18 @@ fn a_url_with_a_tab_is_refused_and_text_with_one_round_trips() {
         assert_eq!(steward_vcard::parse_one(text.as_bytes()).unwrap(), contact);
     }
 }
+
+/// Found by the `vcard` fuzz target: a photo typed `image/=jpeg` passed validation and
+/// came back as `application/octet-stream` once written.
+#[test]
+fn a_photo_type_that_is_not_a_media_type_is_refused() {
+    for bad in ["image/=jpeg", "image/", "image/png/x", "image/jp eg"] {
+        let mut contact = named("Jörg Müller");
+        contact.photo = Some(steward_vcard::Photo {
+            media_type: bad.into(),
+            data: vec![0xFF, 0xD8, 0xFF, 0xE0],
+        });
+        let found = problems(&contact, &Limits::default());
+        assert_eq!(found[0].0, "photo.media_type", "{bad}: {found:?}");
+    }
+}

@@ -184,9 +184,9 @@ fn erase_inner(
         let (deleted, pseudonymised) = erase_rows(tx, subject_id, &tenant, &tombstone_id, &reason)?;
         if destroy_key {
             // Committed with the rows: a crash before the key goes below leaves this
-            // for the next start (`Steward::drain_key_outbox`), never a live key for data erased.
+            // for the next start (`Steward::drain_shred_outbox`), never a live key for data erased.
             tx.conn.execute(
-                "INSERT INTO key_outbox (subject_id, queued_at) VALUES ($1, $2) \
+                "INSERT INTO shred_outbox (subject_id, queued_at) VALUES ($1, $2) \
                  ON CONFLICT (subject_id) DO NOTHING",
                 params![subject_id, tx.at],
             )?;
