@@ -143,19 +143,14 @@ pub fn parse_frame(text: &str) -> Result<(ClientFrame, Option<String>), FrameErr
 
 /// A frame's fields, the failing one named; integral floats count as integers, as in
 /// the HTTP API's bodies.
-fn fields<T: DeserializeOwned>(v: Value) -> Result<T, BodyError> {
-    let mut copy = v.clone();
-    let first = typed(v).map_err(|e| BodyError {
+fn fields<T: DeserializeOwned>(mut v: Value) -> Result<T, BodyError> {
+    // The frame is a value already: integral floats are made integers before it is
+    // read (once, no copy), which reads every frame the HTTP bodies' retry would.
+    integers(&mut v);
+    typed(v).map_err(|e| BodyError {
         message: e.message.replace("invalid request body", "invalid frame"),
         field: e.field,
-    });
-    match first {
-        Err(_) if integers(&mut copy) => typed(copy).map_err(|e| BodyError {
-            message: e.message.replace("invalid request body", "invalid frame"),
-            field: e.field,
-        }),
-        other => other,
-    }
+    })
 }
 
 #[cfg(test)]
